@@ -1,0 +1,159 @@
+//! quickXorHash, the content hash OneDrive computes for every file.
+//!
+//! It is the only hash Microsoft guarantees on personal and business drives alike, so the
+//! uploader verifies every upload with it. The algorithm, as Microsoft specifies it: a 160-bit
+//! circular register; byte `i` of the input is XORed into the register at bit offset
+//! `(11 * i) mod 160`; at the end the input length, as a 64-bit little-endian integer, is XORed
+//! into bytes 12..20 of the digest. The digest is sent base64-encoded.
+//!
+//! The hasher is streaming: the uploader feeds each byte exactly once, in file order, as it
+//! reads fragments, so a resent fragment must not be fed again.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+/// Width of the register in bits.
+const WIDTH_BITS: usize = 160;
+/// How far each successive input byte is shifted.
+const SHIFT_BITS: usize = 11;
+/// The register is kept as three 64-bit cells; the last one holds only 32 bits.
+const CELLS: usize = 3;
+
+/// Length of a digest in bytes.
+pub const DIGEST_LEN: usize = WIDTH_BITS / 8;
+
+/// A raw quickXorHash digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// Streaming quickXorHash state.
+#[derive(Clone, Debug)]
+pub struct QuickXorHash {
+    cells: [u64; CELLS],
+    /// Bit offset at which the next input byte lands.
+    shift: usize,
+    /// Total number of bytes fed so far.
+    length: u64,
+}
+
+impl Default for QuickXorHash {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuickXorHash {
+    /// A hasher that has seen no input.
+    pub fn new() -> Self {
+        Self { cells: [0; CELLS], shift: 0, length: 0 }
+    }
+
+    /// Number of bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.length
+    }
+
+    /// Whether no byte has been fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Feeds the next bytes of the input.
+    pub fn update(&mut self, data: &[u8]) {
+        let mut shift = self.shift;
+        for &byte in data {
+            let cell = shift / 64;
+            let bit = shift % 64;
+            let value = u64::from(byte);
+            self.cells[cell] ^= value << bit;
+            // A byte that straddles a cell boundary spills its high bits into the next cell;
+            // the last cell is only 32 bits wide, so it wraps to the first.
+            let cell_width = if cell == CELLS - 1 { WIDTH_BITS - 128 } else { 64 };
+            if bit + 8 > cell_width {
+                let next = (cell + 1) % CELLS;
+                self.cells[next] ^= value >> (cell_width - bit);
+            }
+            shift = (shift + SHIFT_BITS) % WIDTH_BITS;
+        }
+        self.shift = shift;
+        self.length += data.len() as u64;
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finalize(&self) -> Digest {
+        let mut digest = [0u8; DIGEST_LEN];
+        digest[0..8].copy_from_slice(&self.cells[0].to_le_bytes());
+        digest[8..16].copy_from_slice(&self.cells[1].to_le_bytes());
+        digest[16..20].copy_from_slice(&self.cells[2].to_le_bytes()[0..4]);
+        for (slot, len_byte) in digest[12..20].iter_mut().zip(self.length.to_le_bytes()) {
+            *slot ^= len_byte;
+        }
+        digest
+    }
+
+    /// The digest of everything fed so far, base64-encoded as Graph sends it.
+    pub fn finalize_base64(&self) -> String {
+        to_base64(&self.finalize())
+    }
+}
+
+/// Encodes a digest the way Graph reports it in `file.hashes.quickXorHash`.
+pub fn to_base64(digest: &Digest) -> String {
+    BASE64.encode(digest)
+}
+
+/// Decodes a digest as Graph reports it; `None` when it is not 20 bytes of base64.
+///
+/// Hashes are compared as bytes, never as strings, because Graph has been seen to vary the
+/// textual form.
+pub fn from_base64(text: &str) -> Option<Digest> {
+    BASE64.decode(text.trim()).ok()?.try_into().ok()
+}
+
+/// The quickXorHash of a whole buffer.
+pub fn digest_of(data: &[u8]) -> Digest {
+    let mut hasher = QuickXorHash::new();
+    hasher.update(data);
+    hasher.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_input_matches_published_vector() {
+        assert_eq!(to_base64(&digest_of(b"")), "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    }
+
+    #[test]
+    fn single_byte_matches_published_vector() {
+        assert_eq!(to_base64(&digest_of(&[0x4a])), "SgAAAAAAAAAAAAAAAQAAAAAAAAA=");
+    }
+
+    #[test]
+    fn streaming_in_any_split_equals_one_shot() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let whole = digest_of(&data);
+        for split in [1, 7, 19, 20, 64, 160, 4096] {
+            let mut hasher = QuickXorHash::new();
+            for chunk in data.chunks(split) {
+                hasher.update(chunk);
+            }
+            assert_eq!(hasher.finalize(), whole, "split {split}");
+        }
+    }
+
+    #[test]
+    fn different_inputs_give_different_digests() {
+        assert_ne!(digest_of(b"hello world"), digest_of(b"hello worle"));
+        assert_ne!(digest_of(b"ab"), digest_of(b"ba"));
+    }
+
+    #[test]
+    fn base64_round_trips_and_rejects_wrong_length() {
+        let digest = digest_of(b"some bytes");
+        assert_eq!(from_base64(&to_base64(&digest)), Some(digest));
+        assert_eq!(from_base64("AAAA"), None);
+        assert_eq!(from_base64("not base64!"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Secret values and the stores that keep refresh tokens.
