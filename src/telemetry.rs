@@ -54,7 +54,9 @@ pub fn init(level: &str, mode: JournaldMode) {
         None => Some(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(!stderr_is_journal && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_ansi(
+                    !stderr_is_journal && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                )
                 .with_target(false),
         ),
     };
@@ -66,7 +68,11 @@ pub fn init(level: &str, mode: JournaldMode) {
         }
     });
 
-    let _ = tracing_subscriber::registry().with(filter).with(journald).with(stderr).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(journald)
+        .with(stderr)
+        .try_init();
 }
 
 #[cfg(test)]
@@ -75,13 +81,25 @@ mod tests {
 
     #[test]
     fn auto_follows_journal_stream() {
-        assert_eq!(choose_destination(JournaldMode::Auto, true), Destination::Journald);
-        assert_eq!(choose_destination(JournaldMode::Auto, false), Destination::Stderr);
+        assert_eq!(
+            choose_destination(JournaldMode::Auto, true),
+            Destination::Journald
+        );
+        assert_eq!(
+            choose_destination(JournaldMode::Auto, false),
+            Destination::Stderr
+        );
     }
 
     #[test]
     fn explicit_modes_win() {
-        assert_eq!(choose_destination(JournaldMode::Always, false), Destination::Journald);
-        assert_eq!(choose_destination(JournaldMode::Never, true), Destination::Stderr);
+        assert_eq!(
+            choose_destination(JournaldMode::Always, false),
+            Destination::Journald
+        );
+        assert_eq!(
+            choose_destination(JournaldMode::Never, true),
+            Destination::Stderr
+        );
     }
 }

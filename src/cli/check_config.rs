@@ -26,7 +26,11 @@ pub fn summary(config: &Config) -> String {
     let app = &config.application;
     out += &format!(
         "account:   client {} on tenant `{}`\n",
-        if app.client_id.is_empty() { "(not set)" } else { &app.client_id },
+        if app.client_id.is_empty() {
+            "(not set)"
+        } else {
+            &app.client_id
+        },
         app.tenant
     );
     out += &format!("graph:     {}\n", app.graph_url);
@@ -46,7 +50,9 @@ pub fn summary(config: &Config) -> String {
         up.workers,
         up.requests_per_second,
         bytesize::ByteSize(up.fragment_size_bytes).display().iec(),
-        bytesize::ByteSize(up.simple_upload_threshold_bytes).display().iec(),
+        bytesize::ByteSize(up.simple_upload_threshold_bytes)
+            .display()
+            .iec(),
     );
     out += &format!("mappings:  {}\n", config.mappings.len());
     for mapping in &config.mappings {
@@ -62,7 +68,11 @@ pub fn summary(config: &Config) -> String {
             mapping.conflict.as_graph_value(),
             after,
             humantime::format_duration(mapping.settle_time),
-            if mapping.recursive { "recursive" } else { "top level only" },
+            if mapping.recursive {
+                "recursive"
+            } else {
+                "top level only"
+            },
         );
     }
     out

@@ -58,7 +58,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a configuration file and print a summary of what it does.
-    #[command(after_help = "Example:\n  onedrive-syncd check-config /etc/onedrive-syncd/config.toml")]
+    #[command(
+        after_help = "Example:\n  onedrive-syncd check-config /etc/onedrive-syncd/config.toml"
+    )]
     CheckConfig(check_config::Args),
 }
 
@@ -88,7 +90,9 @@ impl CliError {
 impl Cli {
     /// The configuration path in effect: `--config`, `$ONEDRIVE_SYNCD_CONFIG`, or the default.
     pub fn config_path(&self) -> PathBuf {
-        self.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
     }
 
     /// Loads and validates the configuration in effect.

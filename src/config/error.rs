@@ -36,7 +36,11 @@ impl Location {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = text[line_start..start].chars().count() + 1;
-        Location::File { path: path.to_path_buf(), line, column }
+        Location::File {
+            path: path.to_path_buf(),
+            line,
+            column,
+        }
     }
 }
 
@@ -173,7 +177,11 @@ mod tests {
         let location = Location::in_file(Path::new("c.toml"), text, offset..offset + 1);
         assert_eq!(
             location,
-            Location::File { path: PathBuf::from("c.toml"), line: 2, column: 6 }
+            Location::File {
+                path: PathBuf::from("c.toml"),
+                line: 2,
+                column: 6
+            }
         );
     }
 

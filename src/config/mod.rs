@@ -203,7 +203,10 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|source| {
-            ConfigErrors::single(ConfigError::Unreadable { path: path.to_path_buf(), source })
+            ConfigErrors::single(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            })
         })?;
         Self::parse(path, &text, env)
     }

@@ -141,13 +141,18 @@ const NOT_OVERRIDES: &[&str] = &["CONFIG"];
 
 /// The environment variable that overrides `section.key`.
 pub fn env_var_name(section: &str, key: &str) -> String {
-    format!("{ENV_PREFIX}{}_{}", section.to_ascii_uppercase(), key.to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}_{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
 }
 
 impl RawConfig {
     /// Deserialises configuration text, reporting the first structural problem with its place.
     pub fn from_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
-        toml::from_str(text).map_err(|err| ConfigErrors::single(describe_toml_error(path, text, &err)))
+        toml::from_str(text)
+            .map_err(|err| ConfigErrors::single(describe_toml_error(path, text, &err)))
     }
 
     /// Applies `ONEDRIVE_SYNCD_<SECTION>_<KEY>` variables from `env`.
@@ -162,7 +167,9 @@ impl RawConfig {
         let mut overrides = Overrides::new();
         let mut errors = Vec::new();
         for (var, value) in env {
-            let Some(suffix) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(suffix) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if NOT_OVERRIDES.contains(&suffix) {
                 continue;
             }
@@ -170,7 +177,10 @@ impl RawConfig {
                 .iter()
                 .find(|(section, key)| env_var_name(section, key) == var);
             let Some(&(section, key)) = target else {
-                let known = OVERRIDABLE.iter().map(|(s, k)| env_var_name(s, k)).collect::<Vec<_>>();
+                let known = OVERRIDABLE
+                    .iter()
+                    .map(|(s, k)| env_var_name(s, k))
+                    .collect::<Vec<_>>();
                 errors.push(ConfigError::UnknownKey {
                     location: Location::Env { var: var.clone() },
                     key: var.clone(),
@@ -216,7 +226,10 @@ impl RawConfig {
             Some(Spanned::new(0..0, value))
         }
         fn list(text: &str) -> Field<Vec<String>> {
-            let items = text.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from);
+            let items = text
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(String::from);
             Some(Spanned::new(0..0, items.collect()))
         }
 
@@ -253,14 +266,23 @@ impl RawConfig {
 fn describe_toml_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let location = match err.span() {
         Some(span) => Location::in_file(path, text, span),
-        None => Location::Whole { path: path.to_path_buf() },
+        None => Location::Whole {
+            path: path.to_path_buf(),
+        },
     };
     let message = err.message().trim().to_string();
     if let Some((key, expected)) = parse_unknown_field(&message) {
         let suggestion = closest(&key, expected.iter().map(String::as_str));
-        return ConfigError::UnknownKey { location, key, suggestion };
+        return ConfigError::UnknownKey {
+            location,
+            key,
+            suggestion,
+        };
     }
-    ConfigError::Syntax { location, message: reword(&message) }
+    ConfigError::Syntax {
+        location,
+        message: reword(&message),
+    }
 }
 
 /// Extracts the key and the expected keys from serde's "unknown field" message.
@@ -300,7 +322,11 @@ mod tests {
     fn every_overridable_key_can_be_set() {
         let mut raw = RawConfig::default();
         for (section, key) in OVERRIDABLE {
-            let value = if *key == "workers" || *key == "retries" { "3" } else { "x" };
+            let value = if *key == "workers" || *key == "retries" {
+                "3"
+            } else {
+                "x"
+            };
             let result = if key.ends_with("requests_per_second") {
                 raw.set(section, key, "7")
             } else {
