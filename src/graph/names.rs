@@ -73,19 +73,30 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if let Some(character) = name.chars().find(|c| INVALID_CHARACTERS.contains(c)) {
-        return Err(NameError::InvalidCharacter { name: name.to_string(), character });
+        return Err(NameError::InvalidCharacter {
+            name: name.to_string(),
+            character,
+        });
     }
     if name.chars().any(char::is_control) {
-        return Err(NameError::ControlCharacter { name: name.to_string() });
+        return Err(NameError::ControlCharacter {
+            name: name.to_string(),
+        });
     }
     if name.starts_with(' ') || name.ends_with(' ') {
-        return Err(NameError::SurroundingSpace { name: name.to_string() });
+        return Err(NameError::SurroundingSpace {
+            name: name.to_string(),
+        });
     }
     if name.ends_with('.') {
-        return Err(NameError::TrailingDot { name: name.to_string() });
+        return Err(NameError::TrailingDot {
+            name: name.to_string(),
+        });
     }
     if is_reserved(name) {
-        return Err(NameError::Reserved { name: name.to_string() });
+        return Err(NameError::Reserved {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -94,7 +105,9 @@ fn is_reserved(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     let stem = lower.split('.').next().unwrap_or_default();
     RESERVED_NAMES.contains(&lower.as_str())
-        || RESERVED_STEMS.iter().any(|reserved| reserved.eq_ignore_ascii_case(stem))
+        || RESERVED_STEMS
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(stem))
         || lower.contains("_vti_")
         || lower.starts_with("~$")
 }
@@ -124,7 +137,16 @@ mod tests {
 
     #[test]
     fn ordinary_names_pass() {
-        for name in ["report.csv", "a b", "50% done", "#1", "a+b", "日本語.txt", ".hidden", "~x"] {
+        for name in [
+            "report.csv",
+            "a b",
+            "50% done",
+            "#1",
+            "a+b",
+            "日本語.txt",
+            ".hidden",
+            "~x",
+        ] {
             assert_eq!(check_name(name), Ok(()), "{name}");
         }
     }
@@ -135,33 +157,65 @@ mod tests {
             let name = format!("a{character}b");
             assert_eq!(
                 check_name(&name),
-                Err(NameError::InvalidCharacter { name: name.clone(), character: *character })
+                Err(NameError::InvalidCharacter {
+                    name: name.clone(),
+                    character: *character
+                })
             );
         }
     }
 
     #[test]
     fn reserved_names_are_refused_with_or_without_extension() {
-        for name in ["CON", "con.txt", "Lpt1.log", "desktop.ini", ".lock", "a_vti_b", "~$doc"] {
-            assert!(matches!(check_name(name), Err(NameError::Reserved { .. })), "{name}");
+        for name in [
+            "CON",
+            "con.txt",
+            "Lpt1.log",
+            "desktop.ini",
+            ".lock",
+            "a_vti_b",
+            "~$doc",
+        ] {
+            assert!(
+                matches!(check_name(name), Err(NameError::Reserved { .. })),
+                "{name}"
+            );
         }
         assert_eq!(check_name("console.txt"), Ok(()));
     }
 
     #[test]
     fn spaces_dots_and_control_characters_are_refused() {
-        assert!(matches!(check_name(" a"), Err(NameError::SurroundingSpace { .. })));
-        assert!(matches!(check_name("a "), Err(NameError::SurroundingSpace { .. })));
-        assert!(matches!(check_name("a."), Err(NameError::TrailingDot { .. })));
-        assert!(matches!(check_name("a\nb"), Err(NameError::ControlCharacter { .. })));
+        assert!(matches!(
+            check_name(" a"),
+            Err(NameError::SurroundingSpace { .. })
+        ));
+        assert!(matches!(
+            check_name("a "),
+            Err(NameError::SurroundingSpace { .. })
+        ));
+        assert!(matches!(
+            check_name("a."),
+            Err(NameError::TrailingDot { .. })
+        ));
+        assert!(matches!(
+            check_name("a\nb"),
+            Err(NameError::ControlCharacter { .. })
+        ));
     }
 
     #[test]
     fn paths_split_into_checked_names() {
         assert_eq!(split_path("/"), Ok(vec![]));
-        assert_eq!(split_path("/a/b/"), Ok(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            split_path("/a/b/"),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
         assert_eq!(split_path("a//b"), Err(NameError::Empty));
         let long = "x/".repeat(200);
-        assert!(matches!(split_path(&long), Err(NameError::PathTooLong { .. })));
+        assert!(matches!(
+            split_path(&long),
+            Err(NameError::PathTooLong { .. })
+        ));
     }
 }

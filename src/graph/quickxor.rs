@@ -44,7 +44,11 @@ impl Default for QuickXorHash {
 impl QuickXorHash {
     /// A hasher that has seen no input.
     pub fn new() -> Self {
-        Self { cells: [0; CELLS], shift: 0, length: 0 }
+        Self {
+            cells: [0; CELLS],
+            shift: 0,
+            length: 0,
+        }
     }
 
     /// Number of bytes fed so far.
@@ -67,7 +71,11 @@ impl QuickXorHash {
             self.cells[cell] ^= value << bit;
             // A byte that straddles a cell boundary spills its high bits into the next cell;
             // the last cell is only 32 bits wide, so it wraps to the first.
-            let cell_width = if cell == CELLS - 1 { WIDTH_BITS - 128 } else { 64 };
+            let cell_width = if cell == CELLS - 1 {
+                WIDTH_BITS - 128
+            } else {
+                64
+            };
             if bit + 8 > cell_width {
                 let next = (cell + 1) % CELLS;
                 self.cells[next] ^= value >> (cell_width - bit);
@@ -127,7 +135,10 @@ mod tests {
 
     #[test]
     fn single_byte_matches_published_vector() {
-        assert_eq!(to_base64(&digest_of(&[0x4a])), "SgAAAAAAAAAAAAAAAQAAAAAAAAA=");
+        assert_eq!(
+            to_base64(&digest_of(&[0x4a])),
+            "SgAAAAAAAAAAAAAAAQAAAAAAAAA="
+        );
     }
 
     #[test]
