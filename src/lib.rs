@@ -17,4 +17,5 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod secrets;
+pub mod service;
 pub mod telemetry;
