@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod queue;
 pub mod secrets;
 pub mod service;
 pub mod telemetry;
