@@ -20,3 +20,4 @@ pub mod queue;
 pub mod secrets;
 pub mod service;
 pub mod telemetry;
+pub mod watch;
