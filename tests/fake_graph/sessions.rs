@@ -438,14 +438,20 @@ fn check_position(state: &mut State, id: &str, start: u64, end: u64) -> Result<(
 
 /// Parses `Content-Length` and `Content-Range: bytes a-b/total`.
 fn fragment_headers(headers: &HeaderMap) -> Result<(u64, u64, u64), Refusal> {
-    let length = headers
+    // Without Content-Length or Transfer-Encoding an HTTP/1.1 request body is empty; a
+    // streamed (chunked) fragment has no declared length, which the service refuses.
+    let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| {
-            Refusal::new(411, "invalidRequest", None, "Content-Length is required")
-                .violating("fragment without Content-Length")
-        })?;
+        .and_then(|v| v.to_str().ok());
+    let length = match declared {
+        Some(text) => text.trim().parse::<u64>().ok(),
+        None if headers.contains_key(header::TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
+    let length = length.ok_or_else(|| {
+        Refusal::new(411, "invalidRequest", None, "Content-Length is required")
+            .violating("fragment without Content-Length (a streamed body)")
+    })?;
     let range = headers
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok());
