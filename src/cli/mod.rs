@@ -5,7 +5,9 @@
 //! else is a runtime failure, printed with its cause chain. Both go to stderr; stdout carries
 //! only what a command was asked to show, so it can be piped.
 
+mod account;
 mod check_config;
+mod files;
 
 use std::path::PathBuf;
 
@@ -62,6 +64,21 @@ pub enum Command {
         after_help = "Example:\n  onedrive-syncd check-config /etc/onedrive-syncd/config.toml"
     )]
     CheckConfig(check_config::Args),
+    /// Sign in to OneDrive and store the refresh token (creates the encryption key if absent).
+    #[command(after_help = account::LOGIN_HELP)]
+    Login(account::LoginArgs),
+    /// Show the signed-in account, its drive and the quota.
+    #[command(after_help = account::WHOAMI_HELP)]
+    Whoami(account::WhoamiArgs),
+    /// Create a OneDrive folder and any missing parents.
+    #[command(after_help = files::MKDIR_HELP)]
+    Mkdir(files::MkdirArgs),
+    /// Upload one file (or standard input) to OneDrive, verified.
+    #[command(after_help = files::UPLOAD_HELP)]
+    Upload(files::UploadArgs),
+    /// List a OneDrive folder.
+    #[command(after_help = files::LS_HELP)]
+    Ls(files::LsArgs),
 }
 
 /// An error as the command line reports it.
@@ -105,6 +122,11 @@ impl Cli {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::CheckConfig(args) => check_config::run(&cli, args),
+        Command::Login(args) => account::login(&cli, args),
+        Command::Whoami(args) => account::whoami(&cli, args),
+        Command::Mkdir(args) => files::mkdir(&cli, args),
+        Command::Upload(args) => files::upload(&cli, args),
+        Command::Ls(args) => files::ls(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::Ok,
