@@ -94,7 +94,7 @@ pub struct Candidate {
 
 /// Where a job stands in its life cycle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting for a worker (possibly not before `Job::not_before`).
     Queued,

@@ -12,6 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::WatchError;
 
+// LIMITATION: defaults cannot be re-included — includes only narrow the set.
 /// Names never uploaded, whatever the mapping says: hidden files and folders,
 /// and the temporary names editors and downloaders use before a rename.
 pub const DEFAULT_EXCLUDES: &[&str] = &[".*", "*.tmp", "*.part", "*.swp", "*~", ".~*"];
