@@ -1,14 +1,15 @@
-//! Runs the strict fake Microsoft Graph + identity platform server on its own, for
-//! benchmarks and the README demo:
+//! Runs the strict fake Microsoft Graph + identity platform server on its own,
+//! for benchmarks and the README demo:
 //!
 //! ```text
 //! cargo run --release --example fake-graph -- --listen 127.0.0.1:8080
 //! ```
 //!
-//! It prints the Graph URL, the authority URL and the accepted client id, then serves until
-//! Ctrl-C. Device-code logins are approved after the first poll unless `--no-auto-approve`
-//! is given. It refuses to listen on anything but loopback. Faults and inspection are
-//! available over HTTP under `/_fake/` (see `tests/fake_graph/control.rs`).
+//! It prints the Graph URL, the authority URL and the accepted client id, then
+//! serves until Ctrl-C. Device-code logins are approved after the first poll
+//! unless `--no-auto-approve` is given. It refuses to listen on anything but
+//! loopback. Faults and inspection are available over HTTP under `/_fake/` (see
+//! `tests/fake_graph/control.rs`).
 
 #[path = "../tests/fake_graph/mod.rs"]
 mod fake_graph;
@@ -61,8 +62,8 @@ struct Args {
     /// Drive quota in bytes.
     #[arg(long, default_value_t = 1 << 40)]
     quota_bytes: u64,
-    /// Keep a refresh token valid after it has been used once (Microsoft's documented
-    /// behaviour); by default a used refresh token is revoked.
+    /// Keep a refresh token valid after it has been used once (Microsoft's
+    /// documented behaviour); by default a used refresh token is revoked.
     #[arg(long)]
     keep_used_refresh_tokens: bool,
 }

@@ -1,7 +1,7 @@
-//! The strict fake Graph server's own rules: each test shows a wrong request refused (and,
-//! where the client is to blame, recorded as a violation) and the right one accepted. The
-//! requests are plain reqwest calls, so these tests pin the fake's wire behaviour, not the
-//! daemon's.
+//! The strict fake Graph server's own rules: each test shows a wrong request
+//! refused (and, where the client is to blame, recorded as a violation) and the
+//! right one accepted. The requests are plain reqwest calls, so these tests pin
+//! the fake's wire behaviour, not the daemon's.
 
 mod fake_graph;
 
@@ -82,8 +82,8 @@ impl Harness {
         body["uploadUrl"].as_str().expect("uploadUrl").to_owned()
     }
 
-    /// PUTs `bytes` as the fragment starting at `start` of a `total`-byte file, without
-    /// Authorization, as a correct client does.
+    /// PUTs `bytes` as the fragment starting at `start` of a `total`-byte file,
+    /// without Authorization, as a correct client does.
     async fn fragment(
         &self,
         upload_url: &str,
@@ -146,7 +146,7 @@ fn assert_violation(fake: &FakeGraph, needle: &str) {
     );
 }
 
-// ---- names -------------------------------------------------------------------------------
+// ---- names ------------------------------------------------------------------
 
 #[test]
 fn name_rules_follow_personal_onedrive() {
@@ -225,7 +225,7 @@ async fn invalid_names_are_refused_with_their_inner_code() {
     h.fake.assert_no_violations();
 }
 
-// ---- simple upload, items, folders -------------------------------------------------------
+// ---- simple upload, items, folders ------------------------------------------
 
 #[tokio::test]
 async fn simple_upload_stores_the_bytes_and_their_quickxorhash() {
@@ -292,10 +292,15 @@ async fn simple_upload_honours_conflict_behaviour() {
     h.fake.assert_no_violations();
 }
 
+fn folder(name: &str, behaviour: &str) -> Value {
+    let mut body = json!({"name": name, "folder": {}});
+    body["@microsoft.graph.conflictBehavior"] = behaviour.into();
+    body
+}
+
 #[tokio::test]
 async fn folder_creation_honours_conflict_behaviour() {
     let h = Harness::new().await;
-    let folder = |name: &str, behaviour: &str| json!({"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": behaviour});
     let (status, created) = h
         .post_json("/me/drive/root/children", &folder("Out", "fail"))
         .await;
@@ -445,7 +450,7 @@ async fn content_download_redirects_to_the_bytes() {
     assert_eq!(bytes.to_vec(), data(5000));
 }
 
-// ---- upload sessions ---------------------------------------------------------------------
+// ---- upload sessions --------------------------------------------------------
 
 #[tokio::test]
 async fn session_upload_in_aligned_fragments_completes_with_the_right_hash() {
@@ -456,7 +461,11 @@ async fn session_upload_in_aligned_fragments_completes_with_the_right_hash() {
     let url = h
         .session(
             "/me/drive/root:/big/file.bin:/createUploadSession",
-            json!({"@microsoft.graph.conflictBehavior": "replace", "name": "file.bin", "fileSize": total}),
+            json!({
+                "@microsoft.graph.conflictBehavior": "replace",
+                "name": "file.bin",
+                "fileSize": total,
+            }),
         )
         .await;
     let mut start = 0u64;
@@ -838,7 +847,7 @@ async fn sessions_past_their_hard_age_cap_answer_as_configured() {
     assert_eq!(inner_code(&body), "expiredToken");
 }
 
-// ---- faults ------------------------------------------------------------------------------
+// ---- faults -----------------------------------------------------------------
 
 #[tokio::test]
 async fn lost_fragment_response_keeps_the_bytes_and_the_status_tells() {
@@ -961,7 +970,8 @@ async fn retry_after_must_be_obeyed_pool_wide() {
     let (_, body) = parts(response).await;
     assert_eq!(body["error"]["code"], json!("activityLimitReached"));
 
-    // Past the in-flight grace but inside the window, on another route: a violation.
+    // Past the in-flight grace but inside the window, on another route: a
+    // violation.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, _) = h.get("/me/drive/root").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -1011,7 +1021,7 @@ impl Harness {
     }
 }
 
-// ---- identity ----------------------------------------------------------------------------
+// ---- identity ---------------------------------------------------------------
 
 async fn start_device_login(h: &Harness, scope: &str) -> String {
     let url = format!(

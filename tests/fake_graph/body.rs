@@ -1,9 +1,10 @@
 //! Streaming request bodies to disk while hashing them.
 //!
-//! A body is never held in memory whole: each chunk is hashed and written through a buffered
-//! writer as it arrives, so the fake sinks uploads at loopback speed. The caller decides what
-//! the bytes mean; this module only reports how the body ended. A body that ends early (the
-//! client went away, or a fault cut it) leaves bytes on disk that the caller must not commit.
+//! A body is never held in memory whole: each chunk is hashed and written
+//! through a buffered writer as it arrives, so the fake sinks uploads at
+//! loopback speed. The caller decides what the bytes mean; this module only
+//! reports how the body ended. A body that ends early (the client went away, or
+//! a fault cut it) leaves bytes on disk that the caller must not commit.
 
 use std::time::Duration;
 
@@ -16,8 +17,8 @@ use tokio::time::Instant;
 /// Buffer between the body stream and the file.
 pub(crate) const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
-/// The most a refused request's body is read and discarded, so that the client gets the
-/// refusal instead of a reset connection.
+/// The most a refused request's body is read and discarded, so that the client
+/// gets the refusal instead of a reset connection.
 pub(crate) const DRAIN_CAP_BYTES: u64 = 512 << 20;
 
 /// Limits and faults that apply while a body is received.
@@ -96,8 +97,8 @@ pub(crate) async fn drain(body: Body) {
     }
 }
 
-/// Reads a small body whole (identity forms, JSON requests); `None` past `max` bytes or when
-/// the client goes away.
+/// Reads a small body whole (identity forms, JSON requests); `None` past `max`
+/// bytes or when the client goes away.
 pub(crate) async fn small(body: Body, max: usize) -> Option<Vec<u8>> {
     axum::body::to_bytes(body, max)
         .await
@@ -105,7 +106,8 @@ pub(crate) async fn small(body: Body, max: usize) -> Option<Vec<u8>> {
         .map(|bytes| bytes.to_vec())
 }
 
-/// Sleeps as needed so that `bytes` since `started` stay within the bandwidth cap.
+/// Sleeps as needed so that `bytes` since `started` stay within the bandwidth
+/// cap.
 pub(crate) async fn throttle(started: Instant, bytes: u64, bytes_per_sec: Option<u64>) {
     let Some(rate) = bytes_per_sec.filter(|rate| *rate > 0) else {
         return;

@@ -1,15 +1,16 @@
-//! The fake's own HTTP control API under `/_fake/`, for a separately started fake (the
-//! `fake-graph` example) driven by benchmarks and the README demo.
+//! The fake's own HTTP control API under `/_fake/`, for a separately started
+//! fake (the `fake-graph` example) driven by benchmarks and the README demo.
 //!
-//! | request | effect |
-//! |---|---|
-//! | `GET /_fake/files`, `/folders`, `/violations`, `/requests`, `/stats` | inspection, JSON |
-//! | `GET /_fake/file?path=/a/b.txt` | the stored bytes |
-//! | `PUT /_fake/file?path=/a/b.txt` | seeds a remote file with the body |
-//! | `POST /_fake/faults` | JSON [`FaultRequest`]; every field optional |
-//! | `POST /_fake/tokens` | `{"access_token","refresh_token"}` for a client that skips login |
-//! | `POST /_fake/clear` | forgets recorded requests, violations and the upload peak |
-//! | `POST /_fake/expire_sessions` | makes every live upload session expired |
+//! - `GET /_fake/files`, `/folders`, `/violations`, `/requests`, `/stats`:
+//!   inspection, as JSON;
+//! - `GET /_fake/file?path=/a/b.txt`: the stored bytes;
+//! - `PUT /_fake/file?path=/a/b.txt`: seeds a remote file with the body;
+//! - `POST /_fake/faults`: a JSON [`FaultRequest`], every field optional;
+//! - `POST /_fake/tokens`: `{"access_token","refresh_token"}` for a client that
+//!   skips the login;
+//! - `POST /_fake/clear`: forgets recorded requests, violations and the upload
+//!   peak;
+//! - `POST /_fake/expire_sessions`: makes every live upload session expired.
 //!
 //! Nothing here is authenticated: the fake only listens on loopback.
 
@@ -121,7 +122,10 @@ pub(crate) async fn handle(
         },
         ("POST", "tokens") => json_reply(
             200,
-            &json!({"access_token": fake.issue_access_token(), "refresh_token": fake.issue_refresh_token()}),
+            &json!({
+                "access_token": fake.issue_access_token(),
+                "refresh_token": fake.issue_refresh_token(),
+            }),
         ),
         ("POST", "clear") => {
             fake.clear_records();

@@ -1,11 +1,13 @@
 //! The drive: an in-memory item tree whose file bytes live on disk.
 //!
-//! Invariants: every item but the root has exactly one parent folder, which lists it under the
-//! lowercase fold of its name (names match case-insensitively, stored items keep their case);
-//! item ids are opaque (`{DRIVEID}!{n}`) and looked up case-insensitively; a file's
-//! `quickXorHash` and `size` always describe the bytes in its blob, because the hash is
-//! computed by the server from what it stores. Blobs are written to a staging file first and
-//! renamed into place only on commit, so a refused or interrupted upload stores nothing.
+//! Invariants: every item but the root has exactly one parent folder, which
+//! lists it under the lowercase fold of its name (names match
+//! case-insensitively, stored items keep their case); item ids are opaque
+//! (`{DRIVEID}!{n}`) and looked up case-insensitively; a file's `quickXorHash`
+//! and `size` always describe the bytes in its blob, because the hash is
+//! computed by the server from what it stores. Blobs are written to a staging
+//! file first and renamed into place only on commit, so a refused or
+//! interrupted upload stores nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -114,7 +116,8 @@ pub(crate) struct Staged {
 pub(crate) enum Lookup {
     /// The item exists.
     Found(String),
-    /// The walk stopped at folder `parent`; `rest` are the names that do not exist.
+    /// The walk stopped at folder `parent`; `rest` are the names that do not
+    /// exist.
     Missing { parent: String, rest: Vec<String> },
     /// A file sits where a folder is needed.
     Blocked,
@@ -240,7 +243,8 @@ impl Drive {
         format!("/{}", parts.join("/"))
     }
 
-    /// Checks a new name and the length of the path it would have under `parent`.
+    /// Checks a new name and the length of the path it would have under
+    /// `parent`.
     pub(crate) fn check_new_name(&self, parent: &str, name: &str) -> Result<(), Refusal> {
         let refuse = |p: names::NameProblem| {
             Refusal::invalid(Some(p.inner_code), p.message.clone())
@@ -319,8 +323,9 @@ impl Drive {
         Ok((id, true))
     }
 
-    /// Commits staged bytes; `Ok((id, created))`. On error the staged file is left for the
-    /// caller, who may retry the commit (a session survives a 409) or delete it.
+    /// Commits staged bytes; `Ok((id, created))`. On error the staged file is
+    /// left for the caller, who may retry the commit (a session survives a 409)
+    /// or delete it.
     pub(crate) fn commit(
         &mut self,
         placement: &Placement,
@@ -570,7 +575,8 @@ impl Drive {
         }
     }
 
-    /// Size as Graph reports it: a folder's size is the total of what it contains.
+    /// Size as Graph reports it: a folder's size is the total of what it
+    /// contains.
     fn size_of(&self, id: &str) -> u64 {
         match self.get(id).map(|item| &item.kind) {
             Some(Kind::File(data)) => data.size,

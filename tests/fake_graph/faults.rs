@@ -1,10 +1,12 @@
 //! Injected faults and throttling: what goes wrong, and when.
 //!
-//! Invariants: a queued failure fires at most `count` times and only on its route; the
-//! Retry-After window is pool-wide (the service throttles the account, not a connection), so a
-//! request on any Graph or upload route that arrives inside an announced window, later than
-//! [`super::FakeOptions::retry_after_grace`] after the announcement, is a client violation.
-//! Requests inside the grace were already in flight when the client heard the 429.
+//! Invariants: a queued failure fires at most `count` times and only on its
+//! route; the Retry-After window is pool-wide (the service throttles the
+//! account, not a connection), so a request on any Graph or upload route that
+//! arrives inside an announced window, later than
+//! [`super::FakeOptions::retry_after_grace`] after the announcement, is a
+//! client violation. Requests inside the grace were already in flight when the
+//! client heard the 429.
 
 use std::time::Duration;
 
@@ -114,7 +116,8 @@ impl Faults {
         Some(taken)
     }
 
-    /// Counts a request against the rate limit; `Some(secs)` when it is over the limit.
+    /// Counts a request against the rate limit; `Some(secs)` when it is over
+    /// the limit.
     pub(crate) fn over_rate_limit(&mut self, now: Instant) -> Option<u64> {
         let limit = self.rate_limit_per_sec?;
         let (start, count) = match self.rate_window {

@@ -1,11 +1,11 @@
-//! Graph drive endpoints other than upload sessions: drive, items, children, folders, simple
-//! upload, download, delete and update.
+//! Graph drive endpoints other than upload sessions: drive, items, children,
+//! folders, simple upload, download, delete and update.
 //!
-//! Invariants: a path-addressed simple PUT creates missing parent folders ("path-based
-//! addressing upserts"); an id-addressed one needs its parent; the PUT default conflict
-//! behaviour is `replace`, folder creation's is `fail`; a listing page holds at most
-//! `page_size` items (or `$top`, capped at `max_page_size`) and links the next page with an
-//! absolute `@odata.nextLink`.
+//! Invariants: a path-addressed simple PUT creates missing parent folders
+//! ("path-based addressing upserts"); an id-addressed one needs its parent; the
+//! PUT default conflict behaviour is `replace`, folder creation's is `fail`; a
+//! listing page holds at most `page_size` items (or `$top`, capped at
+//! `max_page_size`) and links the next page with an absolute `@odata.nextLink`.
 
 use std::collections::HashMap;
 
@@ -48,7 +48,13 @@ pub(crate) fn drive_info(inner: &Inner) -> Reply {
         "id": drive.drive_id,
         "driveType": "personal",
         "owner": {"user": {"displayName": "Fake User", "id": drive.drive_id}},
-        "quota": {"total": total, "used": used, "remaining": remaining, "deleted": 0, "state": quota_state},
+        "quota": {
+            "total": total,
+            "used": used,
+            "remaining": remaining,
+            "deleted": 0,
+            "state": quota_state,
+        },
     });
     Reply::ok(json_reply(200, &body))
 }
@@ -201,7 +207,8 @@ fn create_folder_locked(
 enum SimpleTarget {
     /// Replace an existing file by id.
     Existing(String),
-    /// `name` under `parent`, after creating the `missing` folders between them.
+    /// `name` under `parent`, after creating the `missing` folders between
+    /// them.
     Under {
         parent: String,
         missing: Vec<String>,
@@ -333,7 +340,8 @@ fn simple_target(state: &State, addr: &Addr, conflict: Conflict) -> Result<Simpl
     })
 }
 
-/// Checks the names of folders still to create, the file name and the resulting path length.
+/// Checks the names of folders still to create, the file name and the resulting
+/// path length.
 fn check_new_path(
     state: &State,
     parent: &str,
@@ -432,7 +440,8 @@ fn too_large(length: u64, max: u64) -> Refusal {
     ))
 }
 
-/// `GET …/content`: redirects to a pre-authenticated download URL, as Graph does.
+/// `GET …/content`: redirects to a pre-authenticated download URL, as Graph
+/// does.
 pub(crate) fn download_redirect(inner: &Inner, addr: &Addr) -> Reply {
     let mut state = inner.lock();
     match state.drive.lookup(addr) {
@@ -499,7 +508,7 @@ pub(crate) async fn update_item(
             return Err(Refusal::not_found("The resource could not be found."));
         };
         if request.get("parentReference").is_some() {
-            // LIMITATION: moves are not implemented — the daemon never moves remote items.
+            // LIMITATION: moves are not implemented — the daemon never moves.
             return Err(Refusal::new(
                 400,
                 "notSupported",

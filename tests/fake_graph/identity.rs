@@ -1,11 +1,14 @@
-//! The Microsoft identity platform endpoints: device code, token, authorize (PKCE).
+//! The Microsoft identity platform endpoints: device code, token, authorize
+//! (PKCE).
 //!
-//! Invariants: tokens are opaque random strings; an access token is valid until its
-//! `expires_in` passes or [`super::FakeGraph::expire_access_tokens`] is called; a refresh
-//! token is single-use when `rotate_revokes_old_refresh_token` is set (reusing a rotated one is
-//! refused and recorded as a violation, since the client should have saved the new one);
-//! `offline_access` decides whether a refresh token is issued at all. Every request must be a
-//! form-urlencoded POST (authorize is a GET), as the platform requires.
+//! Invariants: tokens are opaque random strings; an access token is valid until
+//! its `expires_in` passes or [`super::FakeGraph::expire_access_tokens`] is
+//! called; a refresh token is single-use when
+//! `rotate_revokes_old_refresh_token` is set (reusing a rotated one is refused
+//! and recorded as a violation, since the client should have saved the new
+//! one); `offline_access` decides whether a refresh token is issued at all.
+//! Every request must be a form-urlencoded POST (authorize is a GET), as the
+//! platform requires.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,10 +24,12 @@ use tokio::time::Instant;
 use super::replies::{identity_error, json, redirect};
 use super::{random_hex, Inner, State};
 
-/// Scopes that are never echoed back in `scope`: they shape the response, not the token.
+/// Scopes that are never echoed back in `scope`: they shape the response, not
+/// the token.
 const OIDC_SCOPES: [&str; 3] = ["offline_access", "openid", "profile"];
 
-/// A device-code poll that comes this much sooner than `interval` still counts as on time.
+/// A device-code poll that comes this much sooner than `interval` still counts
+/// as on time.
 const POLL_TOLERANCE: Duration = Duration::from_millis(20);
 
 /// How long an authorization code can be redeemed.
@@ -101,7 +106,8 @@ pub(crate) enum BearerProblem {
 }
 
 impl Identity {
-    /// Issues an access token and, when `offline_access` is among the scopes, a refresh token.
+    /// Issues an access token and, when `offline_access` is among the scopes, a
+    /// refresh token.
     pub(crate) fn issue(
         &mut self,
         scopes: &[String],
@@ -156,8 +162,8 @@ impl Identity {
         }
     }
 
-    /// Checks an `Authorization` header for a Graph request that reads (`write` false) or
-    /// writes files.
+    /// Checks an `Authorization` header for a Graph request that reads (`write`
+    /// false) or writes files.
     pub(crate) fn check_bearer(
         &self,
         header: Option<&str>,
@@ -207,10 +213,10 @@ pub(crate) fn devicecode(
     let mut state = inner.lock();
     let form = match form_of(&mut state, method, headers, body, "devicecode") {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = check_client(&state, &form) {
-        return response;
+        return *response;
     }
     let Some(scope) = form.get("scope").filter(|s| !s.trim().is_empty()) else {
         state.violation("devicecode request without a scope");
@@ -257,10 +263,10 @@ pub(crate) fn token(
     let mut state = inner.lock();
     let form = match form_of(&mut state, method, headers, body, "token") {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = check_client(&state, &form) {
-        return response;
+        return *response;
     }
     let grant_type = form
         .get("grant_type")
@@ -285,8 +291,8 @@ pub(crate) fn token(
     }
 }
 
-/// `GET /{tenant}/oauth2/v2.0/authorize`: answers at once with a redirect, since no person
-/// signs in here.
+/// `GET /{tenant}/oauth2/v2.0/authorize`: answers at once with a redirect,
+/// since no person signs in here.
 pub(crate) fn authorize(inner: &Inner, method: &Method, query: &str) -> Response<Body> {
     let mut state = inner.lock();
     if method != Method::GET {
@@ -302,7 +308,7 @@ pub(crate) fn authorize(inner: &Inner, method: &Method, query: &str) -> Response
         .into_owned()
         .collect();
     if let Err(response) = check_client(&state, &params) {
-        return response;
+        return *response;
     }
     let Some(redirect_uri) = params
         .get("redirect_uri")
@@ -372,7 +378,8 @@ fn device_code_grant(state: &mut State, form: &HashMap<String, String>) -> Respo
         return identity_error(400, "expired_token", 70019, "The device code has expired.");
     }
     if too_soon {
-        // RFC 8628 §3.5: the client must add 5 seconds to its interval from now on.
+        // RFC 8628 §3.5: the client must add 5 seconds to its interval from now
+        // on.
         grant.interval_secs += 5;
         let interval = grant.interval_secs;
         state.violation(format!(
@@ -467,7 +474,8 @@ fn refresh_grant(state: &mut State, form: &HashMap<String, String>) -> Response<
                 "The refresh asked for scopes that were not granted.",
             );
         }
-        // The refreshed grant keeps offline_access: refresh tokens always roll forward.
+        // The refreshed grant keeps offline_access: refresh tokens always roll
+        // forward.
         scopes = asked;
         if !scopes.iter().any(|s| s == "offline_access") {
             scopes.push("offline_access".to_owned());
@@ -558,24 +566,25 @@ fn token_response(state: &mut State, scopes: &[String], lifetime: Duration) -> R
     json(200, &body)
 }
 
-/// Parses a form-urlencoded POST body, refusing anything else as the platform does.
+/// Parses a form-urlencoded POST body, refusing anything else as the platform
+/// does.
 fn form_of(
     state: &mut State,
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
     endpoint: &str,
-) -> Result<HashMap<String, String>, Response<Body>> {
+) -> Result<HashMap<String, String>, Box<Response<Body>>> {
     if method != Method::POST {
         state.violation(format!(
             "{endpoint} endpoint called with {method} instead of POST"
         ));
-        return Err(identity_error(
+        return Err(Box::new(identity_error(
             400,
             "invalid_request",
             900561,
             "The endpoint only accepts POST requests.",
-        ));
+        )));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -585,26 +594,26 @@ fn form_of(
         state.violation(format!(
             "{endpoint} request with content type {content_type:?}, not a form"
         ));
-        return Err(identity_error(
+        return Err(Box::new(identity_error(
             400,
             "invalid_request",
             900144,
             "The request body must be form-urlencoded.",
-        ));
+        )));
     }
     Ok(url::form_urlencoded::parse(body).into_owned().collect())
 }
 
-fn check_client(state: &State, form: &HashMap<String, String>) -> Result<(), Response<Body>> {
+fn check_client(state: &State, form: &HashMap<String, String>) -> Result<(), Box<Response<Body>>> {
     match form.get("client_id") {
-        None => Err(missing_parameter("client_id")),
+        None => Err(Box::new(missing_parameter("client_id"))),
         Some(id) if *id == state.options.client_id => Ok(()),
-        Some(id) => Err(identity_error(
+        Some(id) => Err(Box::new(identity_error(
             401,
             "invalid_client",
             700016,
             &format!("Application with identifier '{id}' was not found in the directory."),
-        )),
+        ))),
     }
 }
 

@@ -1,18 +1,21 @@
-//! A strict fake of Microsoft Graph (personal OneDrive) and the Microsoft identity platform,
-//! served over real HTTP on loopback for the daemon's integration tests and benchmarks.
+//! A strict fake of Microsoft Graph (personal OneDrive) and the Microsoft
+//! identity platform, served over real HTTP on loopback for the daemon's
+//! integration tests and benchmarks.
 //!
-//! It enforces the protocol rules of the project's fact sheet (`graph-onedrive.md`): fragment
-//! alignment and order, `Content-Range`/`Content-Length` agreement, no `Authorization` on
-//! upload URLs, session expiry, refresh-token rotation, name rules, conflict behaviours, paging
-//! and Retry-After. A request that breaks a rule is refused the way the service refuses it
-//! and, when the client is to blame, recorded in [`FakeGraph::violations`]. Faults (throttling,
-//! 5xx, lost responses, cut connections, corrupted files, latency, bandwidth) can be injected
-//! at any time, from Rust or through the `/_fake/` HTTP control API.
+//! It enforces the protocol rules of the project's fact sheet
+//! (`graph-onedrive.md`): fragment alignment and order,
+//! `Content-Range`/`Content-Length` agreement, no `Authorization` on upload
+//! URLs, session expiry, refresh-token rotation, name rules, conflict
+//! behaviours, paging and Retry-After. A request that breaks a rule is refused
+//! the way the service refuses it and, when the client is to blame, recorded in
+//! [`FakeGraph::violations`]. Faults (throttling, 5xx, lost responses, cut
+//! connections, corrupted files, latency, bandwidth) can be injected at any
+//! time, from Rust or through the `/_fake/` HTTP control API.
 //!
-//! State: item metadata, tokens and sessions live in memory behind one mutex, never held
-//! across an await; file bytes live on disk (a temporary directory unless
-//! [`FakeOptions::data_dir`] names one), written while they stream in. Nothing survives the
-//! process: a restarted fake starts with an empty drive.
+//! State: item metadata, tokens and sessions live in memory behind one mutex,
+//! never held across an await; file bytes live on disk (a temporary directory
+//! unless [`FakeOptions::data_dir`] names one), written while they stream in.
+//! Nothing survives the process: a restarted fake starts with an empty drive.
 
 #![allow(dead_code)]
 
@@ -64,7 +67,8 @@ pub struct FakeOptions {
     pub client_id: String,
     /// `expires_in` of issued access tokens.
     pub access_token_lifetime: Duration,
-    /// Approve a device-code login right after its first poll, and authorize requests at once.
+    /// Approve a device-code login right after its first poll, and authorize
+    /// requests at once.
     pub auto_approve_device_code: bool,
     /// `interval` returned by the device-code endpoint, in seconds.
     pub device_code_interval_secs: u64,
@@ -72,11 +76,14 @@ pub struct FakeOptions {
     pub device_code_lifetime: Duration,
     /// How long a session lives after its last accepted fragment.
     pub session_expiry: Duration,
-    /// Hard cap on a session's age, whatever `session_expiry` says (the service's 24 h).
+    /// Hard cap on a session's age, whatever `session_expiry` says (the
+    /// service's 24 h).
     pub session_max_age: Duration,
-    /// Status a session past `session_max_age` answers: 404 (default), 401 or 403.
+    /// Status a session past `session_max_age` answers: 404 (default), 401 or
+    /// 403.
     pub session_max_age_status: u16,
-    /// Whether using a refresh token revokes it (strict; Microsoft documents that it does not).
+    /// Whether using a refresh token revokes it (strict; Microsoft documents
+    /// that it does not).
     pub rotate_revokes_old_refresh_token: bool,
     /// Items per children page when the client sends no `$top`.
     pub page_size: usize,
@@ -94,8 +101,8 @@ pub struct FakeOptions {
     pub data_dir: Option<PathBuf>,
     /// The largest simple PUT body (the current Graph page says 250 MB).
     pub simple_upload_max_bytes: u64,
-    /// Requests this soon after a Retry-After was announced were already in flight, and are
-    /// not counted as violations.
+    /// Requests this soon after a Retry-After was announced were already in
+    /// flight, and are not counted as violations.
     pub retry_after_grace: Duration,
 }
 
@@ -187,7 +194,8 @@ pub struct RequestRecord {
     pub route: Route,
     /// Raw path, without the query (so upload URLs appear without their token).
     pub path: String,
-    /// Status answered (or that would have been answered, when the response was lost).
+    /// Status answered (or that would have been answered, when the response was
+    /// lost).
     pub status: u16,
     /// `Content-Range` as `(first, last, total)`, when present and well formed.
     pub content_range: Option<(u64, u64, u64)>,
@@ -225,7 +233,8 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Locks the state; a panic in another handler does not poison the fake for the test.
+    /// Locks the state; a panic in another handler does not poison the fake for
+    /// the test.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -304,7 +313,8 @@ impl Reply {
 impl FakeGraph {
     /// Starts a fake on `127.0.0.1:0` with its data in a temporary directory.
     ///
-    /// Panics when loopback cannot be bound, which only happens on a broken test machine.
+    /// Panics when loopback cannot be bound, which only happens on a broken
+    /// test machine.
     pub async fn start(options: FakeOptions) -> FakeGraph {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         FakeGraph::start_at(addr, options)
@@ -390,8 +400,8 @@ impl FakeGraph {
         self.inner.lock().options.client_id.clone()
     }
 
-    /// A valid refresh token (scopes `Files.ReadWrite offline_access`), for tests that skip
-    /// the login.
+    /// A valid refresh token (scopes `Files.ReadWrite offline_access`), for
+    /// tests that skip the login.
     pub fn issue_refresh_token(&self) -> String {
         let mut state = self.inner.lock();
         let lifetime = state.options.access_token_lifetime;
@@ -437,9 +447,11 @@ impl FakeGraph {
         self.inner.lock().drive.folders()
     }
 
-    /// Seeds a remote file at `path`, creating parents and replacing any file there.
+    /// Seeds a remote file at `path`, creating parents and replacing any file
+    /// there.
     ///
-    /// Panics when the path is not a valid OneDrive path, since that is a bug in the test.
+    /// Panics when the path is not a valid OneDrive path, since that is a bug
+    /// in the test.
     pub fn put_file(&self, path: &str, bytes: &[u8]) {
         if let Err(message) = self.try_put_file(path, bytes) {
             panic!("put_file({path:?}) failed: {message}");
@@ -497,7 +509,8 @@ impl FakeGraph {
         }
     }
 
-    /// Deletes the item at `path` (and everything below it); `false` if there was none.
+    /// Deletes the item at `path` (and everything below it); `false` if there
+    /// was none.
     pub fn delete(&self, path: &str) -> bool {
         let mut state = self.inner.lock();
         match find(&state.drive, path) {
@@ -556,7 +569,8 @@ impl FakeGraph {
         self.inner.lock().sessions.created
     }
 
-    /// Bytes sent again for ranges a session already had (each refused with 416).
+    /// Bytes sent again for ranges a session already had (each refused with
+    /// 416).
     pub fn bytes_resent(&self) -> u64 {
         self.inner.lock().sessions.bytes_resent
     }
@@ -579,7 +593,8 @@ impl FakeGraph {
         })
     }
 
-    /// Answers the next `count` requests on `route` with `status` (and `Retry-After`).
+    /// Answers the next `count` requests on `route` with `status` (and
+    /// `Retry-After`).
     pub fn fail_next(
         &self,
         route: Route,
@@ -608,13 +623,15 @@ impl FakeGraph {
         self.inner.lock().faults.lose_final_response = true;
     }
 
-    /// Cuts the next upload request after `bytes` body bytes; nothing of it is committed.
+    /// Cuts the next upload request after `bytes` body bytes; nothing of it is
+    /// committed.
     pub fn cut_connection_after(&self, bytes: u64) {
         self.inner.lock().faults.cut_after_bytes = Some(bytes);
     }
 
-    /// Flips a byte of the next non-empty file stored; its metadata hash describes the
-    /// corrupted bytes, so a client comparing hashes sees a mismatch.
+    /// Flips a byte of the next non-empty file stored; its metadata hash
+    /// describes the corrupted bytes, so a client comparing hashes sees a
+    /// mismatch.
     pub fn corrupt_next_stored_file(&self) {
         self.inner.lock().faults.corrupt_next_file = true;
     }
@@ -734,11 +751,13 @@ pub(crate) fn random_hex(n: usize) -> String {
         .collect()
 }
 
-/// Flips the middle byte of a stored file and returns the digest of the corrupted bytes.
+/// Flips the middle byte of a stored file and returns the digest of the
+/// corrupted bytes.
 ///
-/// quickXorHash is linear: flipping byte `p` XORs the register with that byte's pattern at
-/// bit offset `11·p mod 160`, and since 11·160 ≡ 0 (mod 160) a buffer of `p mod 160` zeros
-/// followed by the pattern lands it at the same offset. The length term cancels out.
+/// quickXorHash is linear: flipping byte `p` XORs the register with that byte's
+/// pattern at bit offset `11·p mod 160`, and since 11·160 ≡ 0 (mod 160) a
+/// buffer of `p mod 160` zeros followed by the pattern lands it at the same
+/// offset. The length term cancels out.
 pub(crate) fn corrupt_file(path: &Path, size: u64, digest: Digest) -> io::Result<Digest> {
     use std::io::{Read, Seek, SeekFrom, Write};
 

@@ -1,9 +1,10 @@
 //! Personal OneDrive naming rules, applied to every item the fake creates.
 //!
-//! Source: Microsoft's "Restrictions and limitations in OneDrive and SharePoint" page and the
-//! project's fact sheet (§2). Matching is case-insensitive everywhere: two siblings may not
-//! differ only in case, and an item keeps the case it was created with. Lookups use
-//! [`key`], a lowercase fold of the name.
+//! Source: Microsoft's "Restrictions and limitations in OneDrive and
+//! SharePoint" page and the project's fact sheet (§2). Matching is
+//! case-insensitive everywhere: two siblings may not differ only in case, and
+//! an item keeps the case it was created with. Lookups use [`key`], a lowercase
+//! fold of the name.
 
 /// Why a name or path was refused: the Graph inner error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +18,12 @@ pub(crate) struct NameProblem {
 /// Characters OneDrive refuses anywhere in a name.
 const INVALID_CHARS: [char; 9] = ['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
 
-/// Device names refused as a name or as the part before the first dot (`CON.txt`).
+/// Device names refused as a name or as the part before the first dot
+/// (`CON.txt`).
 const DEVICE_NAMES: [&str; 4] = ["con", "prn", "aux", "nul"];
 
-/// The longest decoded path, counted without the leading slash, that is refused: a path must
-/// stay under this many characters.
+/// The longest decoded path, counted without the leading slash, that is
+/// refused: a path must stay under this many characters.
 pub(crate) const MAX_PATH_CHARS: usize = 400;
 
 /// The lookup key of a name: names match case-insensitively.
@@ -76,7 +78,8 @@ pub(crate) fn check_path_length(path_without_leading_slash: &str) -> Result<(), 
     Ok(())
 }
 
-/// The name OneDrive gives the `n`th renamed copy: `name 1.ext` for files, `name 1` for folders.
+/// The name OneDrive gives the `n`th renamed copy: `name 1.ext` for files,
+/// `name 1` for folders.
 pub(crate) fn renamed(name: &str, n: u32, is_file: bool) -> String {
     match name.rfind('.') {
         Some(dot) if is_file && dot > 0 => format!("{} {n}{}", &name[..dot], &name[dot..]),

@@ -1,10 +1,11 @@
 //! Turns a raw request path into the endpoint it names.
 //!
-//! Graph's path syntax is `…/root:/a/b.txt:` optionally followed by `/content`, `/children`
-//! or `/createUploadSession`; the same works relative to an item id. The raw path (as sent,
-//! still percent-encoded) is split on `:` and `/` first, and the item path is then
-//! percent-decoded exactly once, so `%25` arrives as a literal `%` and an encoded `%2F` acts as
-//! a separator, as the real service accepts. A `#` never reaches the server: it starts the URL
+//! Graph's path syntax is `…/root:/a/b.txt:` optionally followed by `/content`,
+//! `/children` or `/createUploadSession`; the same works relative to an item
+//! id. The raw path (as sent, still percent-encoded) is split on `:` and `/`
+//! first, and the item path is then percent-decoded exactly once, so `%25`
+//! arrives as a literal `%` and an encoded `%2F` acts as a separator, as the
+//! real service accepts. A `#` never reaches the server: it starts the URL
 //! fragment, so a name the client forgot to encode simply does not match.
 
 use percent_encoding::percent_decode_str;
@@ -18,7 +19,8 @@ pub(crate) enum Addr {
     Root,
     /// `/items/{id}`.
     Id(String),
-    /// `/root:/a/b:` or `/items/{id}:/a/b:`: decoded segments below a base item.
+    /// `/root:/a/b:` or `/items/{id}:/a/b:`: decoded segments below a base
+    /// item.
     Path {
         base: Box<Addr>,
         segments: Vec<String>,

@@ -1,8 +1,10 @@
 //! Response builders in the exact shapes the real services use.
 //!
-//! Graph errors carry `{"error":{"code","message","innerError":{..}}}`; the identity platform
-//! answers with a flat `{"error","error_description","error_codes",..}` object. Keeping both
-//! shapes in one place means every handler refuses a request the same way the service would.
+//! Graph errors carry `{"error":{"code","message","innerError":{..}}}`; the
+//! identity platform answers with a flat
+//! `{"error","error_description","error_codes",..}` object. Keeping both shapes
+//! in one place means every handler refuses a request the same way the service
+//! would.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
@@ -59,7 +61,8 @@ pub(crate) fn empty(status: u16) -> Response<Body> {
     plain(status, "")
 }
 
-/// A Graph error body: `code` at the top, the specific `inner` code nested as Graph does.
+/// A Graph error body: `code` at the top, the specific `inner` code nested as
+/// Graph does.
 pub(crate) fn graph_error(
     status: u16,
     code: &str,
@@ -79,7 +82,8 @@ pub(crate) fn graph_error(
     json(status, &body)
 }
 
-/// A 401 for a missing, unknown or expired bearer token, with the challenge header Graph sends.
+/// A 401 for a missing, unknown or expired bearer token, with the challenge
+/// header Graph sends.
 pub(crate) fn unauthenticated(message: &str, authority: &str) -> Response<Body> {
     let mut response = graph_error(401, "InvalidAuthenticationToken", None, message);
     let challenge = format!(
@@ -94,12 +98,14 @@ pub(crate) fn unauthenticated(message: &str, authority: &str) -> Response<Body> 
     response
 }
 
-/// A throttling answer: 429 `activityLimitReached` with `Retry-After` in seconds.
+/// A throttling answer: 429 `activityLimitReached` with `Retry-After` in
+/// seconds.
 pub(crate) fn throttled(retry_after_secs: u64) -> Response<Body> {
     with_retry_after(throttled_without_header(), Some(retry_after_secs))
 }
 
-/// The 429 body alone; Graph may omit `Retry-After`, leaving the client to back off.
+/// The 429 body alone; Graph may omit `Retry-After`, leaving the client to back
+/// off.
 pub(crate) fn throttled_without_header() -> Response<Body> {
     let id = request_id();
     let body = json!({"error": {
@@ -125,7 +131,8 @@ pub(crate) fn with_retry_after(mut response: Response<Body>, secs: Option<u64>) 
     response
 }
 
-/// The Graph body the service sends for a given status when a fault is injected.
+/// The Graph body the service sends for a given status when a fault is
+/// injected.
 pub(crate) fn injected_graph_fault(status: u16, on_session_url: bool) -> Response<Body> {
     match status {
         401 if on_session_url => graph_error(
@@ -205,7 +212,8 @@ pub(crate) fn identity_error(
     json(status, &body)
 }
 
-/// The identity-platform body for an injected fault on the token or device-code endpoint.
+/// The identity-platform body for an injected fault on the token or device-code
+/// endpoint.
 pub(crate) fn injected_identity_fault(status: u16) -> Response<Body> {
     match status {
         400 => identity_error(400, "invalid_grant", 70000, "Injected invalid grant."),
@@ -223,7 +231,8 @@ pub(crate) fn injected_identity_fault(status: u16) -> Response<Body> {
     }
 }
 
-/// A refused Graph request: status, codes, message, and the rule the client broke, if any.
+/// A refused Graph request: status, codes, message, and the rule the client
+/// broke, if any.
 #[derive(Debug, Clone)]
 pub(crate) struct Refusal {
     /// HTTP status.
@@ -234,7 +243,8 @@ pub(crate) struct Refusal {
     pub(crate) inner: Option<&'static str>,
     /// Message for the body.
     pub(crate) message: String,
-    /// Set when the refusal is the client's fault: recorded as a protocol violation.
+    /// Set when the refusal is the client's fault: recorded as a protocol
+    /// violation.
     pub(crate) violation: Option<String>,
 }
 

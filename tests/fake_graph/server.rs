@@ -1,10 +1,12 @@
-//! The HTTP side: accepting connections, routing, the gates every request passes, records.
+//! The HTTP side: accepting connections, routing, the gates every request
+//! passes, records.
 //!
-//! Every request is classified by its raw path, then passes, in order: added latency, the
-//! pool-wide Retry-After gate, the rate limit, queued failures, and (for `/v1.0`) the bearer
-//! check, before its handler runs. A handler may ask for its connection to be killed: the
-//! connection's socket then refuses to write, so the client sees the connection close with no
-//! response at all, which is how a lost response or a cut upload looks from outside.
+//! Every request is classified by its raw path, then passes, in order: added
+//! latency, the pool-wide Retry-After gate, the rate limit, queued failures,
+//! and (for `/v1.0`) the bearer check, before its handler runs. A handler may
+//! ask for its connection to be killed: the connection's socket then refuses to
+//! write, so the client sees the connection close with no response at all,
+//! which is how a lost response or a cut upload looks from outside.
 
 use std::io;
 use std::pin::Pin;
@@ -30,7 +32,8 @@ use super::{body, control, handlers, sessions, Inner, Kill, Reply, RequestRecord
 /// A TCP listener whose connections can be killed by the handler serving them.
 pub(crate) struct KillableListener(pub(crate) TcpListener);
 
-/// A connection's peer address and kill switch, handed to handlers as connect info.
+/// A connection's peer address and kill switch, handed to handlers as connect
+/// info.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnHandle {
     killed: Arc<AtomicBool>,
@@ -42,7 +45,8 @@ impl ConnHandle {
     }
 }
 
-/// A TCP stream that fails every read and write once killed, which makes hyper drop it.
+/// A TCP stream that fails every read and write once killed, which makes hyper
+/// drop it.
 pub(crate) struct KillableStream {
     inner: TcpStream,
     killed: Arc<AtomicBool>,
@@ -69,7 +73,8 @@ impl Listener for KillableListener {
                         handle,
                     );
                 }
-                // Accept errors (EMFILE, resets) are transient for a test server.
+                // Accept errors (EMFILE, resets) are transient for a test
+                // server.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         }
@@ -229,7 +234,8 @@ async fn dispatch(
     )
 }
 
-/// Throttling, injected failures and authentication; `Some` when the request stops here.
+/// Throttling, injected failures and authentication; `Some` when the request
+/// stops here.
 fn gates(
     inner: &Inner,
     target: &Target,
@@ -251,7 +257,8 @@ fn gates(
         } = state.faults.gate(arrived, grace)
         {
             state.violation(format!(
-                "{route:?} request sent {} ms before the announced Retry-After of {announced_secs} s ended",
+                "{route:?} request sent {} ms before the announced Retry-After of \
+                 {announced_secs} s ended",
                 early_by.as_millis()
             ));
             return Some(Reply::ok(replies::throttled(remaining_secs)));
@@ -271,8 +278,8 @@ fn gates(
         if let (Some(secs), true) = (retry_after, throttled_route) {
             state.faults.announce_retry_after(arrived, secs);
         }
-        // A session the service calls gone must really be gone, or the client's new session
-        // for the same file would collide with it.
+        // A session the service calls gone must really be gone, or the client's
+        // new session for the same file would collide with it.
         if let (Target::Upload { session }, 401 | 403 | 404) = (target, status) {
             state.sessions.end(session);
         }

@@ -1,16 +1,21 @@
 //! Resumable upload sessions: create, fragments, status, cancel, commit.
 //!
 //! Invariants, per the createUploadSession page and the fact sheet §4:
-//! - a session accepts bytes strictly in order: a fragment must start at the next expected
-//!   byte, carry `Content-Length` equal to its `Content-Range` length, declare the same total
-//!   on every request, stay under 60 MiB, and be a multiple of 320 KiB unless it is the last;
-//! - the upload URL is a capability: a request carrying `Authorization` is refused with 401;
-//! - a fragment's bytes are committed only when all of them arrived; a cut body stores
-//!   nothing, so `next` only moves forward by whole fragments;
+//! - a session accepts bytes strictly in order: a fragment must start at the
+//!   next expected byte, carry `Content-Length` equal to its `Content-Range`
+//!   length, declare the same total on every request, stay under 60 MiB, and be
+//!   a multiple of 320 KiB unless it is the last;
+//! - the upload URL is a capability: a request carrying `Authorization` is
+//!   refused with 401;
+//! - a fragment's bytes are committed only when all of them arrived; a cut body
+//!   stores nothing, so `next` only moves forward by whole fragments;
 //! - the running quickXorHash covers exactly the committed bytes, each once;
-//! - a session expires `session_expiry` after its last accepted fragment, and at the latest
-//!   `session_max_age` after creation; a completed, cancelled or expired session answers 404.
-//! Part files live under `parts/`; the last fragment renames the part into the blob store.
+//! - a session expires `session_expiry` after its last accepted fragment, and
+//!   at the latest `session_max_age` after creation; a completed, cancelled or
+//!   expired session answers 404.
+//!
+//! Part files live under `parts/`; the last fragment renames the part into the
+//! blob store.
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
@@ -83,7 +88,8 @@ impl Sessions {
             .count()
     }
 
-    /// Ends a session: its part file is deleted and its URL answers 404 from now on.
+    /// Ends a session: its part file is deleted and its URL answers 404 from
+    /// now on.
     pub(crate) fn end(&mut self, id: &str) {
         if let Some(session) = self.live.remove(id) {
             let _ = std::fs::remove_file(&session.part);
@@ -180,7 +186,8 @@ fn create_locked(
     state.sessions.live.insert(id.clone(), session);
     state.sessions.created += 1;
     let body = json!({
-        "@odata.context": format!("{}/v1.0/$metadata#microsoft.graph.uploadSession", inner.base_url),
+        "@odata.context":
+            format!("{}/v1.0/$metadata#microsoft.graph.uploadSession", inner.base_url),
         "uploadUrl": upload_url,
         "expirationDateTime": wall_clock(expires),
         "nextExpectedRanges": ["0-"],
@@ -191,7 +198,8 @@ fn create_locked(
     })
 }
 
-/// The `item` object of a createUploadSession body (empty when there is no body).
+/// The `item` object of a createUploadSession body (empty when there is no
+/// body).
 fn parse_create_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Refusal> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -211,7 +219,8 @@ fn parse_create_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Refusal> 
     Ok(value.get("item").cloned().unwrap_or_else(|| json!({})))
 }
 
-/// Where the session's file will land, and the key that detects a second session for it.
+/// Where the session's file will land, and the key that detects a second
+/// session for it.
 fn session_target(
     state: &State,
     addr: &Addr,
@@ -245,8 +254,9 @@ fn session_target(
                 base: base.clone(),
                 segments: parents.to_vec(),
             };
-            // Choice: the parent must exist (the 2016 docs said so; clients create folders
-            // first), so a missing parent is 404 rather than an implicit mkdir.
+            // Choice: the parent must exist (the 2016 docs said so; clients
+            // create folders first), so a missing parent is 404 rather than an
+            // implicit mkdir.
             let parent = match drive.lookup(&parent_addr) {
                 Lookup::Found(id) if drive.get(&id).is_some_and(|i| i.is_folder()) => id,
                 _ => return Err(Refusal::not_found("The parent folder does not exist")),
@@ -354,9 +364,14 @@ fn plan_fragment(
     if let Some(expected) = session.total.filter(|t| *t != total) {
         return Err(Refusal::invalid(
             Some("fragmentLengthMismatch"),
-            format!("The session is for {expected} total bytes, but the current fragment declares {total}"),
+            format!(
+                "The session is for {expected} total bytes, but the current fragment \
+                 declares {total}"
+            ),
         )
-        .violating(format!("fragment declares total {total}, session total is {expected}")));
+        .violating(format!(
+            "fragment declares total {total}, session total is {expected}"
+        )));
     }
     if length >= MAX_FRAGMENT_BYTES {
         return Err(Refusal::new(
@@ -412,7 +427,8 @@ fn plan_fragment(
 fn check_position(state: &mut State, id: &str, start: u64, end: u64) -> Result<(), Refusal> {
     let next = state.sessions.live.get(id).map_or(0, |s| s.next);
     if start < next {
-        // Legitimate after a lost response; the client learns the offset from the status.
+        // Legitimate after a lost response; the client learns the offset from
+        // the status.
         state.sessions.bytes_resent += end.min(next - 1) - start + 1;
         state.sessions.overlaps += 1;
         return Err(Refusal::new(
@@ -438,8 +454,9 @@ fn check_position(state: &mut State, id: &str, start: u64, end: u64) -> Result<(
 
 /// Parses `Content-Length` and `Content-Range: bytes a-b/total`.
 fn fragment_headers(headers: &HeaderMap) -> Result<(u64, u64, u64), Refusal> {
-    // Without Content-Length or Transfer-Encoding an HTTP/1.1 request body is empty; a
-    // streamed (chunked) fragment has no declared length, which the service refuses.
+    // Without Content-Length or Transfer-Encoding an HTTP/1.1 request body is
+    // empty; a streamed (chunked) fragment has no declared length, which the
+    // service refuses.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok());
@@ -512,7 +529,8 @@ async fn receive_fragment(plan: &FragmentPlan, body: Body) -> (BodyEnd, QuickXor
             )
         }
     };
-    // Bytes of an earlier, uncommitted attempt may sit past `start`: drop them first.
+    // Bytes of an earlier, uncommitted attempt may sit past `start`: drop them
+    // first.
     if let Err(err) = file.set_len(plan.start).await {
         return (
             BodyEnd::Broken(format!("truncating the part file failed: {err}")),
@@ -627,7 +645,8 @@ fn commit_session(inner: &Inner, state: &mut State, id: &str) -> Reply {
             let body = state.drive.item_json(&item, &inner.base_url);
             Reply::ok(json_reply(if created { 201 } else { 200 }, &body))
         }
-        // The session outlives a name conflict, as the service keeps it until expiry.
+        // The session outlives a name conflict, as the service keeps it until
+        // expiry.
         Err(refusal) if refusal.status == 409 => Reply::refusal_locked(state, refusal),
         Err(refusal) => {
             state.sessions.end(id);
@@ -684,8 +703,8 @@ pub(crate) fn cancel(inner: &Inner, id: &str, query: &str, headers: &HeaderMap) 
     Reply::ok(super::replies::empty(204)).in_session(id)
 }
 
-/// Checks that `id` names a live session and that the URL's `tempauth` is the right one;
-/// ends expired sessions on the way.
+/// Checks that `id` names a live session and that the URL's `tempauth` is the
+/// right one; ends expired sessions on the way.
 fn live_session(state: &mut State, id: &str, query: &str) -> Result<(), Refusal> {
     let gone = || {
         Refusal::new(
@@ -722,8 +741,8 @@ fn live_session(state: &mut State, id: &str, query: &str) -> Result<(), Refusal>
     Ok(())
 }
 
-/// What a session past its hard age cap answers (the fact sheet reports 401 or 403 from the
-/// service; 404 is what the docs promise).
+/// What a session past its hard age cap answers (the fact sheet reports 401 or
+/// 403 from the service; 404 is what the docs promise).
 fn max_age_refusal(status: u16) -> Refusal {
     match status {
         401 => Refusal::new(
