@@ -48,19 +48,21 @@
 //! [`Queue::open_or_rebuild`]; the outboxes are the source of truth and the
 //! start-up scan rebuilds the queue from them.
 
+mod error;
 mod job;
+mod tx;
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sled::transaction::{
-    abort, ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-    Transactional, TransactionalTree,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use time::OffsetDateTime;
 
+use error::open_error;
+use tx::{decode, encode, expect_state, history_key, path_key, Tx, TxResult};
+
+pub use error::QueueError;
 pub use job::{
     Candidate, FileIdentity, HistoryFilter, HistoryRecord, Job, JobId, JobState, SessionRecord,
     StateCounts, StateKind, UploadUrl,
@@ -71,110 +73,6 @@ pub use job::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-
-/// Why a queue operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// Another process (normally the running daemon) holds the database.
-    #[error(
-        "queue database {path} is in use by another process; \
-         ask the running daemon instead, or stop it first"
-    )]
-    Locked {
-        /// The database directory.
-        path: PathBuf,
-    },
-    /// sled found the files damaged or in a format it cannot read.
-    #[error(
-        "queue database {path} is damaged ({detail}); \
-         starting the daemon moves it aside and rebuilds the queue from the outboxes"
-    )]
-    Corrupt {
-        /// The database directory.
-        path: PathBuf,
-        /// What sled reported.
-        detail: String,
-    },
-    /// The database was written by a build with another schema.
-    #[error(
-        "queue database {path} has schema version {found}, this build reads version \
-         {expected}; run the matching onedrive-syncd or move the directory aside"
-    )]
-    SchemaMismatch {
-        /// The database directory.
-        path: PathBuf,
-        /// The version found on disk.
-        found: u32,
-        /// [`SCHEMA_VERSION`].
-        expected: u32,
-    },
-    /// The state directory cannot be created or read.
-    #[error(
-        "cannot open queue database {path}: {source}; \
-         check that the state directory exists and belongs to the daemon's user"
-    )]
-    Unavailable {
-        /// The database directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A read, write or flush failed after the database was opened.
-    #[error("queue storage failed: {0}; check free space and the state directory")]
-    Storage(#[source] sled::Error),
-    /// The job does not exist (any more).
-    #[error("job {id} is not in the queue; it was finished and forgotten, or superseded")]
-    JobNotFound {
-        /// The job asked for.
-        id: JobId,
-    },
-    /// The transition does not start from the job's current state.
-    #[error("job {id} is {actual}, so it cannot be {action}")]
-    WrongState {
-        /// The job.
-        id: JobId,
-        /// Its current state.
-        actual: StateKind,
-        /// What was attempted, in words.
-        action: &'static str,
-    },
-    /// A record could not be written as JSON.
-    #[error("cannot store {what} in the queue: {source}")]
-    Encode {
-        /// Which record.
-        what: &'static str,
-        /// The serialisation error.
-        source: serde_json::Error,
-    },
-    /// A stored record could not be read back.
-    #[error("queue record {what} is unreadable ({source}); the database may be damaged")]
-    Decode {
-        /// Which record.
-        what: String,
-        /// The deserialisation error.
-        source: serde_json::Error,
-    },
-    /// A damaged database could not be moved out of the way.
-    #[error("cannot move the damaged queue database {path} to {to}: {source}; move it by hand")]
-    MoveAside {
-        /// The database directory.
-        path: PathBuf,
-        /// Where it was to go.
-        to: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
-
-impl QueueError {
-    /// Whether moving the directory aside and starting afresh is the cure.
-    fn calls_for_rebuild(&self) -> bool {
-        matches!(
-            self,
-            QueueError::Corrupt { .. } | QueueError::SchemaMismatch { .. }
-        )
-    }
-}
 
 /// What [`Queue::enqueue`] did with a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,130 +123,6 @@ pub struct Queue {
     queued: sled::Tree,
     sessions: sled::Tree,
     history: sled::Tree,
-}
-
-type TxResult<T> = ConflictableTransactionResult<T, QueueError>;
-
-/// The trees as seen inside one transaction.
-struct Tx<'a> {
-    jobs: &'a TransactionalTree,
-    by_path: &'a TransactionalTree,
-    queued: &'a TransactionalTree,
-    sessions: &'a TransactionalTree,
-    history: &'a TransactionalTree,
-}
-
-impl Tx<'_> {
-    fn job(&self, id: JobId) -> TxResult<Job> {
-        match self.jobs.get(id.to_key())? {
-            Some(bytes) => decode(&bytes, || format!("job {id}")).or_else(abort),
-            None => abort(QueueError::JobNotFound { id }),
-        }
-    }
-
-    /// Writes `job` and keeps the ready index in step with its state.
-    fn put_job(&self, job: &Job) -> TxResult<()> {
-        let bytes = encode(job, "job").or_else(abort)?;
-        self.jobs.insert(&job.id.to_key(), bytes)?;
-        if job.state == JobState::Queued {
-            self.queued.insert(&job.id.to_key(), &[])?;
-        } else {
-            self.queued.remove(&job.id.to_key())?;
-        }
-        Ok(())
-    }
-
-    /// Removes `job`, its session, its ready entry and its path entry (if
-    /// that still points at it).
-    fn remove_job(&self, job: &Job) -> TxResult<()> {
-        let key = job.id.to_key();
-        self.jobs.remove(&key)?;
-        self.queued.remove(&key)?;
-        self.sessions.remove(&key)?;
-        let path = path_key(&job.local_path);
-        if self.by_path.get(path)?.as_deref() == Some(&key[..]) {
-            self.by_path.remove(path)?;
-        }
-        Ok(())
-    }
-}
-
-fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, QueueError> {
-    serde_json::to_vec(value).map_err(|source| QueueError::Encode { what, source })
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: impl FnOnce() -> String,
-) -> Result<T, QueueError> {
-    serde_json::from_slice(bytes).map_err(|source| QueueError::Decode {
-        what: what(),
-        source,
-    })
-}
-
-fn path_key(path: &Path) -> &[u8] {
-    path.as_os_str().as_bytes()
-}
-
-/// History keys sort by finish time, then job id.
-fn history_key(finished_at: OffsetDateTime, id: JobId) -> [u8; 16] {
-    let nanos = u64::try_from(finished_at.unix_timestamp_nanos()).unwrap_or(0);
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&nanos.to_be_bytes());
-    key[8..].copy_from_slice(&id.to_key());
-    key
-}
-
-fn expect_state(job: &Job, allowed: &[StateKind], action: &'static str) -> TxResult<()> {
-    let actual = job.state.kind();
-    if allowed.contains(&actual) {
-        Ok(())
-    } else {
-        abort(QueueError::WrongState {
-            id: job.id,
-            actual,
-            action,
-        })
-    }
-}
-
-/// Sorts a sled error found while opening into the condition it means.
-fn open_error(path: &Path, err: sled::Error) -> QueueError {
-    match err {
-        // sled reports a held lock only through this message (sled 0.34,
-        // `Config::try_lock`); the test `second_open_is_locked` pins it.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            QueueError::Locked {
-                path: path.to_path_buf(),
-            }
-        }
-        sled::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            QueueError::Corrupt {
-                path: path.to_path_buf(),
-                detail: io.to_string(),
-            }
-        }
-        sled::Error::Io(source) => QueueError::Unavailable {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => QueueError::Corrupt {
-            path: path.to_path_buf(),
-            detail: other.to_string(),
-        },
-    }
-}
-
-impl From<sled::Error> for QueueError {
-    fn from(err: sled::Error) -> QueueError {
-        QueueError::Storage(err)
-    }
 }
 
 impl Queue {
