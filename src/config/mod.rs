@@ -44,6 +44,8 @@ pub struct Config {
     pub state: StateConfig,
     /// The upload worker pool.
     pub uploader: UploaderConfig,
+    /// How the outboxes are watched.
+    pub watch: WatchConfig,
     /// Log level and destinations.
     pub logging: LoggingConfig,
     /// One entry per watched local folder.
@@ -103,6 +105,14 @@ pub struct UploaderConfig {
     pub retries: u32,
     /// Longest delay before a rescheduled job is tried again.
     pub max_retry_delay: Duration,
+}
+
+/// How the outboxes are watched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchConfig {
+    /// How often every mapping root is walked even without file events: the safety net for
+    /// anything inotify did not report (a file finished through a hard link, a lost event).
+    pub rescan_interval: Duration,
 }
 
 /// Log level and destinations.

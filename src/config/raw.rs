@@ -29,6 +29,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub uploader: RawUploader,
     #[serde(default)]
+    pub watch: RawWatch,
+    #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]
     pub mapping: Vec<Spanned<RawMapping>>,
@@ -73,6 +75,13 @@ pub struct RawUploader {
     pub simple_upload_threshold: Field<RawSize>,
     pub retries: Field<i64>,
     pub max_retry_delay: Field<String>,
+}
+
+/// `[watch]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub rescan_interval: Field<String>,
 }
 
 /// `[logging]`.
@@ -132,6 +141,7 @@ pub const OVERRIDABLE: &[(&str, &str)] = &[
     ("uploader", "simple_upload_threshold"),
     ("uploader", "retries"),
     ("uploader", "max_retry_delay"),
+    ("watch", "rescan_interval"),
     ("logging", "level"),
     ("logging", "journald"),
 ];
@@ -254,6 +264,7 @@ impl RawConfig {
             ("uploader", "simple_upload_threshold") => up.simple_upload_threshold = size(text),
             ("uploader", "retries") => up.retries = integer(text)?,
             ("uploader", "max_retry_delay") => up.max_retry_delay = text_value(text),
+            ("watch", "rescan_interval") => self.watch.rescan_interval = text_value(text),
             ("logging", "level") => self.logging.level = text_value(text),
             ("logging", "journald") => self.logging.journald = text_value(text),
             _ => return Err("cannot be set from the environment".to_string()),

@@ -13,7 +13,7 @@ use super::error::{ConfigError, ConfigErrors, Location};
 use super::raw::{Field, Overrides, RawConfig, RawMapping, RawSize};
 use super::{
     AfterUpload, ApplicationConfig, Config, ConflictPolicy, JournaldMode, LoggingConfig, Mapping,
-    StateConfig, TokenStoreConfig, UploaderConfig, FRAGMENT_ALIGNMENT_BYTES, MAX_FRAGMENT_BYTES,
+    StateConfig, TokenStoreConfig, UploaderConfig, WatchConfig, FRAGMENT_ALIGNMENT_BYTES, MAX_FRAGMENT_BYTES,
 };
 use crate::graph::names;
 
@@ -49,6 +49,8 @@ pub mod defaults {
     pub const RETRIES: u32 = 3;
     /// Longest pause before a rescheduled job is tried again.
     pub const MAX_RETRY_DELAY_SECS: u64 = 15 * 60;
+    /// How often every mapping root is walked even without file events.
+    pub const RESCAN_INTERVAL_SECS: u64 = 10 * 60;
     /// Log filter.
     pub const LOG_LEVEL: &str = "info";
     /// How long a file must stay unchanged before it is uploaded.
@@ -79,6 +81,11 @@ pub fn validate(
     let token_store = v.token_store(&raw);
     let state = v.state(&raw);
     let uploader = v.uploader(&raw);
+    let watch = WatchConfig {
+        rescan_interval: v
+            .duration("watch.rescan_interval", &raw.watch.rescan_interval)
+            .unwrap_or(Duration::from_secs(defaults::RESCAN_INTERVAL_SECS)),
+    };
     let logging = v.logging(&raw);
     let mappings = raw
         .mapping
@@ -101,6 +108,7 @@ pub fn validate(
         token_store,
         state,
         uploader,
+        watch,
         logging,
         mappings,
     })

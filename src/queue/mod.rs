@@ -233,7 +233,7 @@ impl Queue {
     }
 
     /// Makes every write so far durable.
-    async fn flush(&self) -> Result<(), QueueError> {
+    pub async fn flush(&self) -> Result<(), QueueError> {
         self.db.flush_async().await?;
         Ok(())
     }
