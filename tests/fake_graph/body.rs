@@ -9,13 +9,18 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use onedrive_syncd::graph::quickxor::QuickXorHash;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Buffer between the body stream and the file.
 pub(crate) const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Chunks queued between the socket and the hashing thread.
+const HASH_QUEUE_CHUNKS: usize = 64;
 
 /// The most a refused request's body is read and discarded, so that the client
 /// gets the refusal instead of a reset connection.
@@ -46,10 +51,41 @@ pub(crate) enum BodyEnd {
 }
 
 /// Reads `body` into `sink`, feeding every byte to `hasher`, within `limits`.
+///
+/// Hashing runs on a blocking thread fed through a channel, in arrival order,
+/// so that it overlaps with reading the socket and writing the file; it is the
+/// most expensive step per byte. `hasher` is updated only when the whole body
+/// arrived, so a failed body leaves it as it was.
 pub(crate) async fn receive<W: AsyncWrite + Unpin>(
     body: Body,
     sink: &mut W,
     hasher: &mut QuickXorHash,
+    limits: Limits,
+) -> BodyEnd {
+    let (chunks, mut incoming) = mpsc::channel::<Bytes>(HASH_QUEUE_CHUNKS);
+    let mut running = hasher.clone();
+    let hashing = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = incoming.blocking_recv() {
+            running.update(&chunk);
+        }
+        running
+    });
+    let end = write_all_chunks(body, sink, &chunks, limits).await;
+    drop(chunks);
+    match (end, hashing.await) {
+        (BodyEnd::Complete(n), Ok(done)) => {
+            *hasher = done;
+            BodyEnd::Complete(n)
+        }
+        (BodyEnd::Complete(_), Err(err)) => BodyEnd::Broken(format!("hashing failed: {err}")),
+        (other, _) => other,
+    }
+}
+
+async fn write_all_chunks<W: AsyncWrite + Unpin>(
+    body: Body,
+    sink: &mut W,
+    hashing: &mpsc::Sender<Bytes>,
     limits: Limits,
 ) -> BodyEnd {
     let started = Instant::now();
@@ -60,23 +96,20 @@ pub(crate) async fn receive<W: AsyncWrite + Unpin>(
             Ok(chunk) => chunk,
             Err(err) => return BodyEnd::Broken(format!("body read failed: {err}")),
         };
-        let data = &chunk[..];
-        if let Some(cut) = limits.cut_after {
-            let room = usize::try_from(cut.saturating_sub(received)).unwrap_or(usize::MAX);
-            if data.len() >= room {
-                return BodyEnd::Cut(received + room as u64);
-            }
+        let len = chunk.len() as u64;
+        if let Some(cut) = limits.cut_after.filter(|cut| received + len >= *cut) {
+            return BodyEnd::Cut(cut);
         }
-        if let Some(max) = limits.max_bytes {
-            if received + data.len() as u64 > max {
-                return BodyEnd::TooLarge(received + data.len() as u64);
-            }
+        if let Some(max) = limits.max_bytes.filter(|max| received + len > *max) {
+            return BodyEnd::TooLarge(received + len);
         }
-        hasher.update(data);
-        if let Err(err) = sink.write_all(data).await {
+        if let Err(err) = sink.write_all(&chunk).await {
             return BodyEnd::Broken(format!("disk write failed: {err}"));
         }
-        received += data.len() as u64;
+        if hashing.send(chunk).await.is_err() {
+            return BodyEnd::Broken("the hashing thread stopped".to_owned());
+        }
+        received += len;
         throttle(started, received, limits.bandwidth_bytes_per_sec).await;
     }
     if let Err(err) = sink.flush().await {
