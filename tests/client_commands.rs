@@ -1,5 +1,5 @@
-//! The admin commands `upload`, `mkdir`, `ls` and `whoami`, run as the real binary against
-//! the strict fake with a token stored beforehand.
+//! The admin commands `upload`, `mkdir`, `ls` and `whoami`, run as the real
+//! binary against the strict fake with a token stored beforehand.
 
 mod common;
 mod fake_graph;

@@ -1,6 +1,6 @@
-//! `onedrive-syncd login` end to end, run as the real binary against the strict fake: the
-//! device-code flow (with a `slow_down` from the server), the PKCE flow with a pasted URL,
-//! and the refusals an admin has to understand.
+//! `onedrive-syncd login` end to end, run as the real binary against the strict
+//! fake: the device-code flow (with a `slow_down` from the server), the PKCE
+//! flow with a pasted URL, and the refusals an admin has to understand.
 
 mod common;
 mod fake_graph;
@@ -34,7 +34,8 @@ fn spawn(home: &TestHome, args: &[&str]) -> Child {
         .expect("starting onedrive-syncd")
 }
 
-/// Reads stderr lines until one satisfies `wanted`; returns it and everything read so far.
+/// Reads stderr lines until one satisfies `wanted`; returns it and everything
+/// read so far.
 async fn read_until(
     stderr: &mut BufReader<ChildStderr>,
     wanted: impl Fn(&str) -> bool,
@@ -51,14 +52,16 @@ async fn read_until(
             }
         }
     };
-    // A bound on waiting only, so that a hung child fails the test instead of hanging it.
+    // A bound on waiting only, so that a hung child fails the test instead of
+    // hanging it.
     let line = tokio::time::timeout(Duration::from_secs(60), read)
         .await
         .expect("no prompt");
     (line, seen)
 }
 
-/// Waits for the child and returns its output, with the stderr read so far prepended.
+/// Waits for the child and returns its output, with the stderr read so far
+/// prepended.
 async fn finish(mut child: Child, mut stderr: BufReader<ChildStderr>, seen: String) -> Output {
     let mut rest = String::new();
     stderr
@@ -148,7 +151,8 @@ async fn device_code_login_honours_slow_down() {
         .map(|r| r.status)
         .collect();
     assert_eq!(polls, [400, 200], "one slow_down, then the token");
-    // The fake records a violation for any poll sooner than the interval plus 5 s.
+    // The fake records a violation for any poll sooner than the interval plus 5
+    // s.
     fake.assert_no_violations();
 }
 

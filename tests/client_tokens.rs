@@ -1,6 +1,7 @@
-//! Access and refresh tokens against the strict fake: rotation saved before use, one refresh
-//! however many tasks ask, a refused refresh token turned into "run login", and the token
-//! file's protections (permissions, key) as the command line reports them.
+//! Access and refresh tokens against the strict fake: rotation saved before
+//! use, one refresh however many tasks ask, a refused refresh token turned into
+//! "run login", and the token file's protections (permissions, key) as the
+//! command line reports them.
 
 mod common;
 mod fake_graph;
@@ -34,7 +35,8 @@ fn token_requests(fake: &FakeGraph) -> usize {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_saved_and_the_old_one_is_not_needed() {
-    // The fake revokes a refresh token once used, so only the saved rotation keeps working.
+    // The fake revokes a refresh token once used, so only the saved rotation
+    // keeps working.
     let options = FakeOptions {
         rotate_revokes_old_refresh_token: true,
         ..FakeOptions::default()

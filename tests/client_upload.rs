@@ -1,7 +1,8 @@
-//! Uploads through the Graph client against the strict fake: every size class, troublesome
-//! names, conflict policies, resumption after lost or refused fragments, token expiry in the
-//! middle of an upload, and the checks made before any byte is sent. Every test ends with the
-//! fake's list of broken protocol rules empty.
+//! Uploads through the Graph client against the strict fake: every size class,
+//! troublesome names, conflict policies, resumption after lost or refused
+//! fragments, token expiry in the middle of an upload, and the checks made
+//! before any byte is sent. Every test ends with the fake's list of broken
+//! protocol rules empty.
 
 mod common;
 mod fake_graph;
@@ -63,7 +64,8 @@ impl Harness {
         upload_file(&self.client, &local, &remote, options, &|_, _| {}).await
     }
 
-    /// Asserts the fake holds exactly `bytes` at `remote`, with the matching quickXorHash.
+    /// Asserts the fake holds exactly `bytes` at `remote`, with the matching
+    /// quickXorHash.
     fn assert_stored(&self, remote: &str, bytes: &[u8]) {
         let stored = self
             .fake
@@ -447,7 +449,8 @@ async fn a_vanished_session_is_replaced_and_the_hash_restarts() {
     let local = write_file(h.home.dir.path(), "vanish.bin", &bytes);
     let remote = RemotePath::parse("/vanish.bin").unwrap();
     let fake = h.fake.clone();
-    // Once the first fragment is in, the session disappears (as after its expiry).
+    // Once the first fragment is in, the session disappears (as after its
+    // expiry).
     let progress = move |done: u64, _total: u64| {
         if done == FRAGMENT as u64 && fake.sessions_created() == 1 {
             fake.expire_sessions();
@@ -492,8 +495,9 @@ async fn access_token_expiry_mid_upload_does_not_restart_it() {
             fake.expire_access_tokens();
         }
     };
-    // The answer to the last fragment is lost, so the client has to look the item up with an
-    // access token that has expired meanwhile: 401, refresh, same request again.
+    // The answer to the last fragment is lost, so the client has to look the
+    // item up with an access token that has expired meanwhile: 401, refresh,
+    // same request again.
     h.fake.lose_response_of_final_fragment();
     h.client.drive().await.unwrap();
     let tokens_before = h.count(Route::Token);
@@ -530,8 +534,9 @@ async fn a_corrupted_copy_is_reported_as_a_mismatch() {
     h.fake.assert_no_violations();
 }
 
-/// 100 MiB with the default 10 MiB fragments. The elapsed time is printed for the record;
-/// run with `--release -- --nocapture` to measure. It is not asserted.
+/// 100 MiB with the default 10 MiB fragments. The elapsed time is printed for
+/// the record; run with `--release -- --nocapture` to measure. It is not
+/// asserted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mib_upload_verifies() {
     let h = harness(FakeOptions::default()).await;

@@ -1,15 +1,18 @@
-//! Interactive sign-in: the device authorization grant and the authorization-code flow with
-//! PKCE. Neither stores anything; the caller saves [`IssuedTokens::refresh_token`].
+//! Interactive sign-in: the device authorization grant and the
+//! authorization-code flow with PKCE. Neither stores anything; the caller saves
+//! [`IssuedTokens::refresh_token`].
 //!
-//! Device code (RFC 8628) is the default on a headless host: the admin opens the verification
-//! URL on any device and types the code. Polling waits the interval the server asked for, also
-//! before the first poll (polling at once would only earn a `slow_down`), and adds five
-//! seconds for every `slow_down`, as RFC 8628 section 3.5 requires.
+//! Device code (RFC 8628) is the default on a headless host: the admin opens
+//! the verification URL on any device and types the code. Polling waits the
+//! interval the server asked for, also before the first poll (polling at once
+//! would only earn a `slow_down`), and adds five seconds for every `slow_down`,
+//! as RFC 8628 section 3.5 requires.
 //!
-//! Some app registrations cannot use device code. For them [`PkceLogin`] prints a sign-in URL
-//! to open anywhere; after sign-in the browser lands on the redirect URI (by default
-//! Microsoft's `nativeclient` page) and the admin pastes that address back. The `state`
-//! parameter ties the pasted URL to this run, and the PKCE verifier never leaves the process.
+//! Some app registrations cannot use device code. For them [`PkceLogin`] prints
+//! a sign-in URL to open anywhere; after sign-in the browser lands on the
+//! redirect URI (by default Microsoft's `nativeclient` page) and the admin
+//! pastes that address back. The `state` parameter ties the pasted URL to this
+//! run, and the PKCE verifier never leaves the process.
 
 use std::time::Duration;
 
@@ -62,8 +65,8 @@ pub fn scopes(app: &ApplicationConfig) -> Vec<Scope> {
 
 /// Runs the device authorization grant to the end.
 ///
-/// `show` is called once with the code to enter; the function then polls until the sign-in
-/// completes, is declined, or the code expires.
+/// `show` is called once with the code to enter; the function then polls until
+/// the sign-in completes, is declined, or the code expires.
 pub async fn device_code(
     app: &ApplicationConfig,
     show: impl FnOnce(&DeviceCodePrompt),
@@ -97,8 +100,8 @@ pub async fn device_code(
     issued(&token)
 }
 
-/// Microsoft's page for native clients, where the browser lands after sign-in; its address
-/// carries the authorization code.
+/// Microsoft's page for native clients, where the browser lands after sign-in;
+/// its address carries the authorization code.
 pub fn default_redirect_uri(app: &ApplicationConfig) -> String {
     let mut url = app.authority_url.clone();
     if let Ok(mut segments) = url.path_segments_mut() {
@@ -109,7 +112,8 @@ pub fn default_redirect_uri(app: &ApplicationConfig) -> String {
     url.to_string()
 }
 
-/// An authorization-code sign-in with PKCE, waiting for the pasted redirect URL.
+/// An authorization-code sign-in with PKCE, waiting for the pasted redirect
+/// URL.
 pub struct PkceLogin {
     oauth: OAuthClient,
     client_id: String,
@@ -120,8 +124,8 @@ pub struct PkceLogin {
 }
 
 impl PkceLogin {
-    /// Prepares the sign-in URL. `redirect_uri` must be registered on the app; `None` means
-    /// [`default_redirect_uri`].
+    /// Prepares the sign-in URL. `redirect_uri` must be registered on the app;
+    /// `None` means [`default_redirect_uri`].
     pub fn start(app: &ApplicationConfig, redirect_uri: Option<&str>) -> Result<Self, AuthError> {
         let redirect_uri = redirect_uri.map_or_else(|| default_redirect_uri(app), str::to_string);
         let redirect =

@@ -1,19 +1,23 @@
-//! OAuth 2.0 with the Microsoft identity platform: login and access-token refresh.
+//! OAuth 2.0 with the Microsoft identity platform: login and access-token
+//! refresh.
 //!
 //! This is the only module that talks to the identity endpoints
-//! (`{authority}/{tenant}/oauth2/v2.0/{devicecode,authorize,token}`). It never persists a
-//! secret itself: refresh tokens go through a [`crate::secrets::TokenStore`].
+//! (`{authority}/{tenant}/oauth2/v2.0/{devicecode,authorize,token}`). It never
+//! persists a secret itself: refresh tokens go through a
+//! [`crate::secrets::TokenStore`].
 //!
-//! - [`login`]: the device authorization grant (default) and the authorization-code flow with
-//!   PKCE, where the admin pastes the redirected URL back. Both end with a refresh token that
-//!   the caller stores.
-//! - [`TokenManager`]: the daemon's [`TokenSource`]. It keeps the access token in memory only,
-//!   refreshes it before it expires and after a 401, one refresh at a time, and saves every
-//!   rotated refresh token to the store *before* handing out the access token that came with
-//!   it. A refused refresh token (`invalid_grant`) turns into
-//!   [`AuthError::ReauthenticationNeeded`], which names the command that fixes it.
+//! - [`login`]: the device authorization grant (default) and the
+//!   authorization-code flow with PKCE, where the admin pastes the redirected
+//!   URL back. Both end with a refresh token that the caller stores.
+//! - [`TokenManager`]: the daemon's [`TokenSource`]. It keeps the access token
+//!   in memory only, refreshes it before it expires and after a 401, one
+//!   refresh at a time, and saves every rotated refresh token to the store
+//!   *before* handing out the access token that came with it. A refused refresh
+//!   token (`invalid_grant`) turns into [`AuthError::ReauthenticationNeeded`],
+//!   which names the command that fixes it.
 //!
-//! Endpoints must use HTTPS unless their host is loopback (tests and the fake server).
+//! Endpoints must use HTTPS unless their host is loopback (tests and the fake
+//! server).
 
 pub mod login;
 mod oauth;
@@ -27,24 +31,26 @@ pub use token_manager::{TokenManager, KEEPALIVE_INTERVAL};
 
 use crate::secrets::{Secret, SecretsError};
 
-/// Scopes asked for when the configuration does not say: upload to the user's own drive, and
-/// a refresh token.
+/// Scopes asked for when the configuration does not say: upload to the user's
+/// own drive, and a refresh token.
 pub const DEFAULT_SCOPES: &[&str] = &["Files.ReadWrite", "offline_access"];
 
 /// Hands out access tokens for Microsoft Graph.
 ///
-/// Implemented by [`TokenManager`]; tests may fake it. Futures are `Send` so that callers can
-/// run in `tokio::spawn`.
+/// Implemented by [`TokenManager`]; tests may fake it. Futures are `Send` so
+/// that callers can run in `tokio::spawn`.
 pub trait TokenSource: Send + Sync {
     /// A currently valid access token, refreshing it first if needed.
     fn access_token(&self) -> BoxFuture<'_, Result<Secret, AuthError>>;
 
     /// Reports that Graph answered 401 to `rejected`; the next call to
-    /// [`TokenSource::access_token`] refreshes unless another caller already did.
+    /// [`TokenSource::access_token`] refreshes unless another caller already
+    /// did.
     fn invalidate<'a>(&'a self, rejected: &'a Secret) -> BoxFuture<'a, ()>;
 }
 
-/// Errors of login and token refresh, worded for the admin who has to act on them.
+/// Errors of login and token refresh, worded for the admin who has to act on
+/// them.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// A non-loopback endpoint without HTTPS.
@@ -122,7 +128,8 @@ pub enum AuthError {
         /// The AADSTS description.
         description: String,
     },
-    /// The identity platform could not be reached or answered with a server error.
+    /// The identity platform could not be reached or answered with a server
+    /// error.
     #[error("cannot get a token from the identity platform, a retry may help: {detail}")]
     Unavailable {
         /// What went wrong.
@@ -151,7 +158,8 @@ pub struct IssuedTokens {
     pub refresh_token: Secret,
 }
 
-/// Whether `url` may carry credentials: HTTPS, or any scheme to a loopback host.
+/// Whether `url` may carry credentials: HTTPS, or any scheme to a loopback
+/// host.
 pub fn endpoint_is_secure(url: &url::Url) -> bool {
     if url.scheme() == "https" {
         return true;

@@ -1,9 +1,11 @@
-//! The `oauth2` client for the configured identity platform, and how its errors read.
+//! The `oauth2` client for the configured identity platform, and how its errors
+//! read.
 //!
-//! The identity platform answers errors as `{"error", "error_description": "AADSTS<n>: ..",
-//! "error_codes": [n]}`; the AADSTS number is what distinguishes, say, an unknown client id
-//! from an app that is not enabled for public-client flows, so it is taken from the
-//! description (the `oauth2` crate keeps only the standard fields).
+//! The identity platform answers errors as `{"error", "error_description":
+//! "AADSTS<n>: ..", "error_codes": [n]}`; the AADSTS number is what
+//! distinguishes, say, an unknown client id from an app that is not enabled for
+//! public-client flows, so it is taken from the description (the `oauth2` crate
+//! keeps only the standard fields).
 
 use std::time::Duration;
 
@@ -28,8 +30,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The HTTP client for identity requests.
 ///
-/// Redirects are disabled: the token endpoint never redirects legitimately, and following one
-/// could send a refresh token to another host.
+/// Redirects are disabled: the token endpoint never redirects legitimately, and
+/// following one could send a refresh token to another host.
 pub(crate) fn http_client() -> Result<reqwest::Client, AuthError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -61,7 +63,8 @@ pub(crate) fn endpoint(app: &ApplicationConfig, leaf: &str) -> Result<Url, AuthE
     Ok(url)
 }
 
-/// The `oauth2` client for `app`, with `redirect` set for the authorization-code flow.
+/// The `oauth2` client for `app`, with `redirect` set for the
+/// authorization-code flow.
 pub(crate) fn client(
     app: &ApplicationConfig,
     redirect: Option<RedirectUrl>,
@@ -106,7 +109,8 @@ where
         RequestTokenError::Request(err) => AuthError::Unavailable {
             detail: error_chain(&err),
         },
-        // The body is not quoted: a response that failed to parse may still hold a token.
+        // The body is not quoted: a response that failed to parse may still
+        // hold a token.
         RequestTokenError::Parse(err, _body) => AuthError::Unavailable {
             detail: format!("unexpected answer from the token endpoint: {}", err.inner()),
         },

@@ -1,14 +1,16 @@
 //! The access-token cache with single-flight refresh and durable rotation.
 //!
-//! All state sits behind one `tokio::sync::Mutex`, held across the refresh request: however
-//! many tasks ask at once, exactly one talks to the token endpoint and the others wait, then
-//! find the fresh token. Holding an async mutex across `.await` is the point here, which is why
-//! it is tokio's and not std's.
+//! All state sits behind one `tokio::sync::Mutex`, held across the refresh
+//! request: however many tasks ask at once, exactly one talks to the token
+//! endpoint and the others wait, then find the fresh token. Holding an async
+//! mutex across `.await` is the point here, which is why it is tokio's and not
+//! std's.
 //!
-//! Ordering on refresh: (1) re-read the store, since `login` may have replaced the token while
-//! the daemon ran; (2) redeem the refresh token; (3) save the rotated refresh token, durably;
-//! (4) only then cache and hand out the access token. If (3) fails the new refresh token is
-//! kept in memory and saved again before the next refresh, and the caller gets the error.
+//! Ordering on refresh: (1) re-read the store, since `login` may have replaced
+//! the token while the daemon ran; (2) redeem the refresh token; (3) save the
+//! rotated refresh token, durably; (4) only then cache and hand out the access
+//! token. If (3) fails the new refresh token is kept in memory and saved again
+//! before the next refresh, and the caller gets the error.
 //!
 //! Nothing is persisted here except through the [`TokenStore`].
 
@@ -28,12 +30,13 @@ use super::{AuthError, TokenSource};
 use crate::config::ApplicationConfig;
 use crate::secrets::{Secret, StoredTokens, TokenStore};
 
-/// How often the daemon should call [`TokenManager::refresh_now`] while idle. Refresh tokens
-/// die after 90 days unused; a daily refresh keeps them alive with a wide margin.
+/// How often the daemon should call [`TokenManager::refresh_now`] while idle.
+/// Refresh tokens die after 90 days unused; a daily refresh keeps them alive
+/// with a wide margin.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-/// Refresh this long before the access token expires (at most half its lifetime), so that a
-/// request never leaves with a token that dies in flight.
+/// Refresh this long before the access token expires (at most half its
+/// lifetime), so that a request never leaves with a token that dies in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 
 /// Lifetime assumed when the token response does not say.
@@ -49,7 +52,8 @@ struct Cached {
 #[derive(Default)]
 struct State {
     access: Option<Cached>,
-    /// A rotated refresh token whose save failed; saved again before the next refresh.
+    /// A rotated refresh token whose save failed; saved again before the next
+    /// refresh.
     unsaved: Option<Secret>,
     /// The refresh token the server refused, and why; not sent again.
     refused: Option<(Secret, String)>,
@@ -62,14 +66,17 @@ pub struct TokenManager {
     client_id: String,
     scopes: Vec<oauth2::Scope>,
     store: Arc<dyn TokenStore>,
-    /// Everything a refresh reads or writes; held for the whole refresh (single flight).
+    /// Everything a refresh reads or writes; held for the whole refresh (single
+    /// flight).
     state: Mutex<State>,
-    /// Set while the stored refresh token is known to be refused, for status reports.
+    /// Set while the stored refresh token is known to be refused, for status
+    /// reports.
     reauth_needed: AtomicBool,
 }
 
 impl TokenManager {
-    /// A manager for the application `app` whose refresh token lives in `store`.
+    /// A manager for the application `app` whose refresh token lives in
+    /// `store`.
     pub fn new(app: &ApplicationConfig, store: Arc<dyn TokenStore>) -> Result<Self, AuthError> {
         Ok(Self {
             oauth: client(app, None)?,
@@ -91,7 +98,8 @@ impl TokenManager {
         self
     }
 
-    /// A valid access token, refreshed first when it is missing or about to expire.
+    /// A valid access token, refreshed first when it is missing or about to
+    /// expire.
     pub async fn get(&self) -> Result<Secret, AuthError> {
         let mut state = self.state.lock().await;
         if let Some(cached) = &state.access {
@@ -102,9 +110,9 @@ impl TokenManager {
         self.refresh_locked(&mut state).await
     }
 
-    /// Forgets `rejected` if it is still the cached token, so that the next [`Self::get`]
-    /// refreshes. A token another task already replaced is left alone: one 401 storm causes
-    /// one refresh.
+    /// Forgets `rejected` if it is still the cached token, so that the next
+    /// [`Self::get`] refreshes. A token another task already replaced is left
+    /// alone: one 401 storm causes one refresh.
     pub async fn invalidate(&self, rejected: &Secret) {
         let mut state = self.state.lock().await;
         if state
@@ -123,7 +131,8 @@ impl TokenManager {
         self.refresh_locked(&mut state).await.map(|_| ())
     }
 
-    /// Whether the stored refresh token was refused and an admin must run `login`.
+    /// Whether the stored refresh token was refused and an admin must run
+    /// `login`.
     pub fn needs_reauthentication(&self) -> bool {
         self.reauth_needed.load(Ordering::Relaxed)
     }
@@ -132,7 +141,8 @@ impl TokenManager {
         state.access = None;
         let stored = self.current_tokens(state).await?;
         if let Some((refused, reason)) = &state.refused {
-            // Sending a refused token again cannot succeed; wait for a new login instead.
+            // Sending a refused token again cannot succeed; wait for a new
+            // login instead.
             if *refused == stored.refresh_token {
                 return Err(AuthError::ReauthenticationNeeded {
                     reason: reason.clone(),
@@ -191,7 +201,8 @@ impl TokenManager {
         Ok(access)
     }
 
-    /// The stored tokens, after first saving a rotated token a previous save lost.
+    /// The stored tokens, after first saving a rotated token a previous save
+    /// lost.
     async fn current_tokens(&self, state: &mut State) -> Result<StoredTokens, AuthError> {
         let stored = self.store.load().await?;
         if let Some(unsaved) = state.unsaved.clone() {

@@ -1,9 +1,11 @@
-//! `login` and `whoami`, and the plumbing every OneDrive command shares: the runtime, the
-//! token store, the token manager, the Graph client, and how their errors are reported.
+//! `login` and `whoami`, and the plumbing every OneDrive command shares: the
+//! runtime, the token store, the token manager, the Graph client, and how their
+//! errors are reported.
 //!
-//! `login` creates the token encryption key when it is absent (it is the documented way to
-//! create it), stores the refresh token, then looks up the drive and stores who it belongs to.
-//! Prompts go to stderr; the outcome goes to stdout.
+//! `login` creates the token encryption key when it is absent (it is the
+//! documented way to create it), stores the refresh token, then looks up the
+//! drive and stores who it belongs to. Prompts go to stderr; the outcome goes
+//! to stdout.
 
 use std::io::BufRead as _;
 use std::sync::Arc;
@@ -20,8 +22,9 @@ use crate::secrets::{open_store, AccountInfo, SecretsError, StoredTokens, TokenS
 /// Arguments of `login`.
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
-    /// Sign in with the authorization-code flow (PKCE) instead of a device code: open the
-    /// printed URL anywhere, then paste the address the browser lands on.
+    /// Sign in with the authorization-code flow (PKCE) instead of a device
+    /// code: open the printed URL anywhere, then paste the address the browser
+    /// lands on.
     #[arg(long)]
     pub pkce: bool,
 
@@ -60,7 +63,8 @@ pub(super) struct Connection {
     pub runtime: tokio::runtime::Runtime,
 }
 
-/// Loads the configuration, starts logging and a runtime, and builds the Graph client.
+/// Loads the configuration, starts logging and a runtime, and builds the Graph
+/// client.
 pub(super) fn connect(cli: &Cli) -> Result<Connection, CliError> {
     let config = cli.load_config()?;
     let runtime = start(&config)?;
@@ -75,7 +79,8 @@ pub(super) fn connect(cli: &Cli) -> Result<Connection, CliError> {
     })
 }
 
-/// Starts logging and the runtime, after checking the application is configured.
+/// Starts logging and the runtime, after checking the application is
+/// configured.
 fn start(config: &Config) -> Result<tokio::runtime::Runtime, CliError> {
     crate::telemetry::init(&config.logging.level, config.logging.journald);
     if config.application.client_id.trim().is_empty() {
@@ -167,7 +172,8 @@ async fn bind_account(
         .map_err(graph_failure)?;
     let drive = graph.drive().await.map_err(graph_failure)?;
 
-    // Re-read: a refresh during the lookup may have rotated the token just saved.
+    // Re-read: a refresh during the lookup may have rotated the token just
+    // saved.
     let mut current = store.load().await.map_err(store_failure)?.unwrap_or(tokens);
     let owner = drive
         .owner
@@ -236,8 +242,8 @@ pub(super) fn store_failure(err: SecretsError) -> CliError {
     }
 }
 
-/// Reports an authentication error: only an unreachable identity platform is not the
-/// admin's to fix.
+/// Reports an authentication error: only an unreachable identity platform is
+/// not the admin's to fix.
 pub(super) fn auth_failure(err: AuthError) -> CliError {
     match err {
         AuthError::Unavailable { .. } => runtime_error(err),
@@ -246,7 +252,8 @@ pub(super) fn auth_failure(err: AuthError) -> CliError {
     }
 }
 
-/// Reports a Graph error: refused input and missing login are the admin's to fix.
+/// Reports a Graph error: refused input and missing login are the admin's to
+/// fix.
 pub(super) fn graph_failure(err: GraphError) -> CliError {
     match err {
         GraphError::Auth(auth) => auth_failure(auth),

@@ -1,10 +1,11 @@
 //! `mkdir`, `upload` and `ls`: one-off OneDrive operations for admins.
 //!
-//! `upload` goes through the same verified transfer as the daemon (simple upload or session,
-//! quickXorHash checked). Reading stdin (`-`) spools it to an unlinked temporary file first,
-//! because the size must be known before the first request and a session may need to re-read
-//! a fragment. Progress is a bar on a terminal and a line per tenth otherwise, on stderr;
-//! stdout carries only the result.
+//! `upload` goes through the same verified transfer as the daemon (simple
+//! upload or session, quickXorHash checked). Reading stdin (`-`) spools it to
+//! an unlinked temporary file first, because the size must be known before the
+//! first request and a session may need to re-read a fragment. Progress is a
+//! bar on a terminal and a line per tenth otherwise, on stderr; stdout carries
+//! only the result.
 
 use std::fs::File;
 use std::io::{Seek as _, SeekFrom};
@@ -56,7 +57,8 @@ pub struct MkdirArgs {
 pub struct UploadArgs {
     /// The local file, or `-` for standard input.
     pub local: PathBuf,
-    /// Where it goes on OneDrive; a trailing `/` means "into this folder, same name".
+    /// Where it goes on OneDrive; a trailing `/` means "into this folder, same
+    /// name".
     pub remote: String,
     /// What to do when the remote name is taken.
     #[arg(long, value_enum, default_value_t = ConflictArg::Replace)]
@@ -153,7 +155,8 @@ pub fn upload(cli: &Cli, args: &UploadArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The remote file path: `REMOTE`, or `REMOTE/<local name>` when it ends with `/`.
+/// The remote file path: `REMOTE`, or `REMOTE/<local name>` when it ends with
+/// `/`.
 fn target_path(remote: &str, local: &Path, from_stdin: bool) -> Result<RemotePath, CliError> {
     if !remote.ends_with('/') {
         return RemotePath::parse(remote).map_err(graph_failure);
@@ -181,8 +184,8 @@ fn open_local(path: &Path) -> Result<(File, u64), CliError> {
     Ok((file, metadata.len()))
 }
 
-/// Copies stdin to a temporary file that is unlinked at once, so nothing is left behind
-/// whatever happens next.
+/// Copies stdin to a temporary file that is unlinked at once, so nothing is
+/// left behind whatever happens next.
 fn spool_stdin() -> Result<(File, u64), CliError> {
     let failed = |err: std::io::Error| {
         CliError::Runtime(anyhow::Error::new(err).context("spooling standard input"))
@@ -235,11 +238,7 @@ impl Reporter {
         match self {
             Reporter::Bar(bar) => bar.set_position(done),
             Reporter::Lines(last) => {
-                let tenth = if total == 0 {
-                    10
-                } else {
-                    done.saturating_mul(10) / total
-                };
+                let tenth = done.saturating_mul(10).checked_div(total).unwrap_or(10);
                 if tenth > last.swap(tenth, Ordering::Relaxed) {
                     eprintln!(
                         "uploaded {} of {} ({}%)",
@@ -295,7 +294,8 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// One line of `ls`: the name (folders end with `/`), with size and date when `long`.
+/// One line of `ls`: the name (folders end with `/`), with size and date when
+/// `long`.
 fn listing_line(item: &DriveItem, long: bool) -> String {
     let mut name = item.name.clone().unwrap_or_default();
     if item.is_folder() {

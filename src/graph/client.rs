@@ -1,14 +1,16 @@
 //! The HTTP implementation of [`GraphApi`].
 //!
 //! Every method makes a single attempt; retry policy belongs to the caller (see
-//! [`super::retry`]). The one exception is authentication: an API request answered 401 is
-//! sent once more after the token source has refreshed, because a token may expire between
-//! the moment it was handed out and the moment Graph checks it.
+//! [`super::retry`]). The one exception is authentication: an API request
+//! answered 401 is sent once more after the token source has refreshed, because
+//! a token may expire between the moment it was handed out and the moment Graph
+//! checks it.
 //!
-//! Requests to an upload URL go out without any `Authorization` header (the URL carries its
-//! own credential, and Graph refuses a request that has both) and are logged without the URL.
-//! `@odata.nextLink` is followed only when it points at the configured Graph origin, so a
-//! bearer token is never sent anywhere else.
+//! Requests to an upload URL go out without any `Authorization` header (the URL
+//! carries its own credential, and Graph refuses a request that has both) and
+//! are logged without the URL. `@odata.nextLink` is followed only when it
+//! points at the configured Graph origin, so a bearer token is never sent
+//! anywhere else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +35,15 @@ use crate::config::ConflictPolicy;
 
 /// How long to wait for the TCP and TLS handshakes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a response may stall between two reads. There is no overall timeout: a 60 MiB
-/// fragment on a slow link legitimately takes minutes.
+/// How long a response may stall between two reads. There is no overall
+/// timeout: a 60 MiB fragment on a slow link legitimately takes minutes.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Talks to Microsoft Graph over HTTP.
 pub struct GraphClient {
     http: reqwest::Client,
-    /// The configured Graph URL with its version segment, without a trailing slash.
+    /// The configured Graph URL with its version segment, without a trailing
+    /// slash.
     base: String,
     /// The origin requests with a bearer token may go to.
     origin: url::Origin,
@@ -76,7 +79,8 @@ impl GraphClient {
         format!("{}/{rest}", self.base)
     }
 
-    /// `me/drive/root` or `me/drive/root:/{path}` plus `suffix` (`:/content`, ...).
+    /// `me/drive/root` or `me/drive/root:/{path}` plus `suffix` (`:/content`,
+    /// ...).
     fn item_url(&self, path: &RemotePath, suffix: &str) -> String {
         if path.is_root() {
             let suffix = suffix.trim_start_matches(':');
@@ -86,8 +90,8 @@ impl GraphClient {
         }
     }
 
-    /// Sends an authenticated API request; after a 401, refreshes the token and sends it
-    /// once more.
+    /// Sends an authenticated API request; after a 401, refreshes the token and
+    /// sends it once more.
     async fn send_api(
         &self,
         operation: &'static str,
@@ -221,7 +225,8 @@ impl GraphClient {
     ) -> Result<UploadSession, GraphError> {
         let name = refuse_root(path)?;
         let url = self.item_url(path, ":/createUploadSession");
-        // `fileSize` lets the service refuse a file that does not fit before any byte is sent.
+        // `fileSize` lets the service refuse a file that does not fit before
+        // any byte is sent.
         let body = serde_json::json!({
             "item": {
                 "@microsoft.graph.conflictBehavior": conflict.as_graph_value(),
@@ -403,7 +408,8 @@ impl GraphApi for GraphClient {
     }
 }
 
-/// Reads a success body as JSON, or turns an error status into [`GraphError::Refused`].
+/// Reads a success body as JSON, or turns an error status into
+/// [`GraphError::Refused`].
 async fn read_json<T: DeserializeOwned>(
     operation: &'static str,
     endpoint: Endpoint,
@@ -422,7 +428,8 @@ async fn read_json<T: DeserializeOwned>(
     })
 }
 
-/// Builds the error for a non-success response from its status, headers and body.
+/// Builds the error for a non-success response from its status, headers and
+/// body.
 async fn refusal(operation: &'static str, endpoint: Endpoint, response: Response) -> GraphError {
     let status = response.status().as_u16();
     let header = |name: &str| {
@@ -436,7 +443,8 @@ async fn refusal(operation: &'static str, endpoint: Endpoint, response: Response
     let retry_after = header(RETRY_AFTER.as_str())
         .as_deref()
         .and_then(parse_retry_after);
-    // A body that cannot be read still leaves the status, which decides the disposition.
+    // A body that cannot be read still leaves the status, which decides the
+    // disposition.
     let body = response.bytes().await.unwrap_or_default();
     let parsed = parse_error_body(&body);
     GraphError::Refused(Box::new(ServiceFailure {

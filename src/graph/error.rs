@@ -1,10 +1,13 @@
-//! Errors of Graph requests, and the single table that says what a caller should do next.
+//! Errors of Graph requests, and the single table that says what a caller
+//! should do next.
 //!
-//! A refusal by the service keeps everything an operator or a retry policy needs: the HTTP
-//! status, Graph's top-level code, the innermost `innerError` code (the most specific one),
-//! the `request-id` to quote to Microsoft, and `Retry-After`. [`GraphError::disposition`] maps
-//! every error to one [`Disposition`]; the mapping for service refusals lives in one function,
-//! [`classify`], whose rows are unit-tested one by one. Nothing branches on Graph's `message`.
+//! A refusal by the service keeps everything an operator or a retry policy
+//! needs: the HTTP status, Graph's top-level code, the innermost `innerError`
+//! code (the most specific one), the `request-id` to quote to Microsoft, and
+//! `Retry-After`. [`GraphError::disposition`] maps every error to one
+//! [`Disposition`]; the mapping for service refusals lives in one function,
+//! [`classify`], whose rows are unit-tested one by one. Nothing branches on
+//! Graph's `message`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -15,7 +18,8 @@ use bytesize::ByteSize;
 use super::names::NameError;
 use crate::auth::AuthError;
 
-/// Which kind of URL a request went to: the same status means different things on each.
+/// Which kind of URL a request went to: the same status means different things
+/// on each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     /// Graph's API (`/me/drive/...`), authenticated with a bearer token.
@@ -27,14 +31,16 @@ pub enum Endpoint {
 /// What a caller should do about an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disposition {
-    /// Try the same request again, after `after` when the server said so, else with backoff.
+    /// Try the same request again, after `after` when the server said so, else
+    /// with backoff.
     Retry {
         /// The server's `Retry-After`, when it sent one.
         after: Option<Duration>,
     },
     /// Refresh the access token, then try once more.
     RefreshTokenThenRetry,
-    /// Ask the upload session which byte it expects next, and continue from there.
+    /// Ask the upload session which byte it expects next, and continue from
+    /// there.
     ResumeFromServerOffset,
     /// The upload session is gone or unusable: start a new one from byte 0.
     NewSession,
@@ -93,7 +99,8 @@ pub enum GraphError {
     /// The service answered with an error status.
     #[error("{0}")]
     Refused(Box<ServiceFailure>),
-    /// The request did not get an answer: connection refused or reset, timeout, TLS.
+    /// The request did not get an answer: connection refused or reset, timeout,
+    /// TLS.
     #[error("network error during {operation}: {detail}")]
     Network {
         /// What was being done.
@@ -120,7 +127,10 @@ pub enum GraphError {
         path: String,
     },
     /// The file is larger than OneDrive accepts; nothing was sent.
-    #[error("{path} is {} ({bytes} bytes); OneDrive accepts files up to {limit} bytes", ByteSize(*bytes).display().iec())]
+    #[error(
+        "{path} is {} ({bytes} bytes); OneDrive accepts files up to {limit} bytes",
+        ByteSize(*bytes).display().iec()
+    )]
     FileTooLarge {
         /// The local file.
         path: PathBuf,
@@ -165,7 +175,8 @@ pub enum GraphError {
         /// The remote path.
         remote: String,
     },
-    /// The session reached its expiry or 24-hour cap before the upload finished.
+    /// The session reached its expiry or 24-hour cap before the upload
+    /// finished.
     #[error("the upload session for {remote} expired before the upload finished")]
     SessionExpired {
         /// The remote path.
@@ -210,9 +221,10 @@ impl GraphError {
                 failure.inner_code.as_deref(),
                 failure.retry_after,
             ),
-            // The request may or may not have reached the server; every Graph request the
-            // client makes is safe to repeat (PUTs are idempotent, folder creation tolerates
-            // a duplicate, fragments are resynchronised from the server's offset).
+            // The request may or may not have reached the server; every Graph
+            // request the client makes is safe to repeat (PUTs are idempotent,
+            // folder creation tolerates a duplicate, fragments are
+            // resynchronised from the server's offset).
             GraphError::Network { .. } | GraphError::UnexpectedResponse { .. } => {
                 Disposition::Retry { after: None }
             }
@@ -241,7 +253,8 @@ impl GraphError {
         }
     }
 
-    /// Whether the service answered with `status` and (if given) top-level `code`.
+    /// Whether the service answered with `status` and (if given) top-level
+    /// `code`.
     pub fn is_status(&self, status: u16, code: Option<&str>) -> bool {
         self.service_failure().is_some_and(|f| {
             f.status == status && code.is_none_or(|c| f.code.as_deref() == Some(c))
@@ -249,19 +262,20 @@ impl GraphError {
     }
 }
 
-/// The table: what to do about a refusal, from where it came, its status and Graph codes.
+/// The table: what to do about a refusal, from where it came, its status and
+/// Graph codes.
 ///
-/// | endpoint | status | codes | disposition |
+/// | endpoint | status | inner code | disposition |
 /// |---|---|---|---|
 /// | any | 429, 503, 509 | | retry after `Retry-After` |
 /// | any | 408, 500, 502, 504 | | retry with backoff |
-/// | any | 507, or code `quotaLimitReached` | | pause everything |
+/// | any | 507 (or code `quotaLimitReached`) | | pause everything |
 /// | API | 401 | | refresh the token once, retry |
-/// | session | 401, 403 | (24-hour cap on the session's credential) | new session |
+/// | session | 401, 403 (24-hour cap) | | new session |
 /// | session | 404 | | new session |
 /// | session | 416 | | resume from the server's offset |
-/// | any | 400 | inner `uploadSessionNotFound`/`uploadSessionFailed` | new session |
-/// | session | 400 | inner `fragmentOverlap`/`fragmentOutOfOrder` | resume from server offset |
+/// | any | 400 | `uploadSession{NotFound,Failed}` | new session |
+/// | session | 400 | `fragment{Overlap,OutOfOrder}` | resume from offset |
 /// | any | other 4xx | | permanent |
 /// | any | other 5xx | | retry with backoff |
 pub fn classify(
@@ -291,13 +305,14 @@ pub fn classify(
         (UploadSession, 400) if fragment_misplaced => ResumeFromServerOffset,
         (_, 400..=499) => Permanent,
         (_, 500..=599) => Retry { after: None },
-        // A 1xx or 3xx reaching here means a redirect or protocol surprise; repeating the
-        // same request would meet the same answer.
+        // A 1xx or 3xx reaching here means a redirect or protocol surprise;
+        // repeating the same request would meet the same answer.
         _ => Permanent,
     }
 }
 
-/// Parses `Retry-After`: delta-seconds, or an HTTP date (converted to a delay from now).
+/// Parses `Retry-After`: delta-seconds, or an HTTP date (converted to a delay
+/// from now).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
@@ -309,10 +324,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::try_from(delay).unwrap_or(Duration::ZERO))
 }
 
-/// Reads Graph's error body: top-level code, innermost code, message and request id.
+/// Reads Graph's error body: top-level code, innermost code, message and
+/// request id.
 ///
-/// The docs spell the nested key both `innerError` and `innererror`, so keys are matched
-/// without regard to case. A body that is not JSON (an HTML 400 has been seen) yields nothing.
+/// The docs spell the nested key both `innerError` and `innererror`, so keys
+/// are matched without regard to case. A body that is not JSON (an HTML 400 has
+/// been seen) yields nothing.
 pub fn parse_error_body(body: &[u8]) -> ErrorBody {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return ErrorBody::default();

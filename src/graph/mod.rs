@@ -1,14 +1,16 @@
 //! Microsoft Graph: the only module that knows Graph URLs.
 //!
-//! - [`GraphApi`] is what the rest of the daemon sees: one method per Graph operation, each a
-//!   single attempt, with `Send` futures. [`GraphClient`] implements it over HTTP; tests of the
-//!   uploader can implement it in memory.
-//! - [`error`] maps every failure to a [`Disposition`] from one table; [`retry`] is the small
-//!   per-request retry policy built on it, shared by the CLI and the daemon's uploader.
-//! - [`path`] validates names before any request and encodes them per segment; [`names`]
-//!   holds OneDrive's rules; [`quickxor`] the content hash.
-//! - [`transfer::upload_file`] sends a whole local file (simple upload or session), resumes
-//!   from the server's offset after a failed fragment, and verifies size and quickXorHash.
+//! - [`GraphApi`] is what the rest of the daemon sees: one method per Graph
+//!   operation, each a single attempt, with `Send` futures. [`GraphClient`]
+//!   implements it over HTTP; tests of the uploader can implement it in memory.
+//! - [`error`] maps every failure to a [`Disposition`] from one table;
+//!   [`retry`] is the small per-request retry policy built on it, shared by the
+//!   CLI and the daemon's uploader.
+//! - [`path`] validates names before any request and encodes them per segment;
+//!   [`names`] holds OneDrive's rules; [`quickxor`] the content hash.
+//! - [`transfer::upload_file`] sends a whole local file (simple upload or
+//!   session), resumes from the server's offset after a failed fragment, and
+//!   verifies size and quickXorHash.
 //!
 //! Nothing here is persisted; the daemon persists [`UploadSession`] itself.
 
@@ -35,15 +37,16 @@ pub use types::{Drive, DriveItem, Quota};
 
 use crate::config::ConflictPolicy;
 
-/// The `User-Agent` sent to Microsoft, in the `ISV|Company|App/Version` form Microsoft asks
-/// for so that throttling decisions can tell applications apart.
+/// The `User-Agent` sent to Microsoft, in the `ISV|Company|App/Version` form
+/// Microsoft asks for so that throttling decisions can tell applications apart.
 pub const USER_AGENT: &str = concat!(
     "ISV|onedrive-syncd|onedrive-syncd/",
     env!("CARGO_PKG_VERSION")
 );
 
-/// The Graph operations the daemon uses. Each call is one attempt (plus one token refresh on
-/// a 401); retrying is the caller's decision, guided by [`GraphError::disposition`].
+/// The Graph operations the daemon uses. Each call is one attempt (plus one
+/// token refresh on a 401); retrying is the caller's decision, guided by
+/// [`GraphError::disposition`].
 pub trait GraphApi: Send + Sync {
     /// The signed-in user's drive, with owner and quota.
     fn drive(&self) -> BoxFuture<'_, Result<Drive, GraphError>>;
@@ -54,7 +57,8 @@ pub trait GraphApi: Send + Sync {
         path: &'a RemotePath,
     ) -> BoxFuture<'a, Result<Option<DriveItem>, GraphError>>;
 
-    /// Creates folder `name` inside `parent`, failing with 409 if the name is taken.
+    /// Creates folder `name` inside `parent`, failing with 409 if the name is
+    /// taken.
     fn create_folder<'a>(
         &'a self,
         parent: &'a DriveItem,
@@ -98,16 +102,19 @@ pub trait GraphApi: Send + Sync {
         total: u64,
     ) -> BoxFuture<'a, Result<FragmentOutcome, GraphError>>;
 
-    /// Drops a session and the bytes it holds; an unknown session is not an error.
+    /// Drops a session and the bytes it holds; an unknown session is not an
+    /// error.
     fn cancel_session<'a>(
         &'a self,
         session: &'a UploadSession,
     ) -> BoxFuture<'a, Result<(), GraphError>>;
 
-    /// Creates `path` and any missing parents (`mkdir -p`) and returns the folder.
+    /// Creates `path` and any missing parents (`mkdir -p`) and returns the
+    /// folder.
     ///
-    /// Idempotent, and safe when several tasks create the same path at once: a folder that
-    /// appears between the lookup and the creation (409) is looked up instead.
+    /// Idempotent, and safe when several tasks create the same path at once: a
+    /// folder that appears between the lookup and the creation (409) is looked
+    /// up instead.
     fn ensure_folder<'a>(
         &'a self,
         path: &'a RemotePath,

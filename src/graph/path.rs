@@ -1,11 +1,14 @@
-//! Remote paths: validated against OneDrive's name rules, encoded one segment at a time.
+//! Remote paths: validated against OneDrive's name rules, encoded one segment
+//! at a time.
 //!
-//! A [`RemotePath`] can only be built from names that pass [`super::names::check_name`], so an
-//! invalid name is refused before any request, with an error naming the character or the
-//! reserved word. Encoding follows RFC 3986: each segment is percent-encoded on its own, and
-//! everything but the unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped. That covers
-//! the characters that broke real clients: space, `#` (a fragment delimiter), `%` (OneDrive
-//! once decoded it twice), `+` (once read as a space), `?`, and every non-ASCII byte.
+//! A [`RemotePath`] can only be built from names that pass
+//! [`super::names::check_name`], so an invalid name is refused before any
+//! request, with an error naming the character or the reserved word. Encoding
+//! follows RFC 3986: each segment is percent-encoded on its own, and everything
+//! but the unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped. That
+//! covers the characters that broke real clients: space, `#` (a fragment
+//! delimiter), `%` (OneDrive once decoded it twice), `+` (once read as a
+//! space), `?`, and every non-ASCII byte.
 
 use std::fmt;
 
@@ -21,7 +24,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A path below the drive root, such as `/reports/2024/summary.csv`; empty for the root.
+/// A path below the drive root, such as `/reports/2024/summary.csv`; empty for
+/// the root.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RemotePath {
@@ -98,8 +102,8 @@ impl RemotePath {
         }
     }
 
-    /// The segments percent-encoded and joined with `/`, without a leading slash, for
-    /// Graph's `root:/{path}:` addressing.
+    /// The segments percent-encoded and joined with `/`, without a leading
+    /// slash, for Graph's `root:/{path}:` addressing.
     pub fn encoded(&self) -> String {
         let encoded: Vec<String> = self
             .segments

@@ -1,10 +1,11 @@
-//! The per-request retry policy: how often and how long to wait before repeating one Graph
-//! request. Only errors whose [`Disposition`] is `Retry` are repeated; everything else goes
-//! back to the caller at once, because its remedy (a new session, a fresh token, an admin) is
-//! not "the same request again".
+//! The per-request retry policy: how often and how long to wait before
+//! repeating one Graph request. Only errors whose [`Disposition`] is `Retry`
+//! are repeated; everything else goes back to the caller at once, because its
+//! remedy (a new session, a fresh token, an admin) is not "the same request
+//! again".
 //!
-//! The daemon's uploader uses the same policy for a single request and adds the pool-wide
-//! Retry-After gate around it; this module has no shared state.
+//! The daemon's uploader uses the same policy for a single request and adds the
+//! pool-wide Retry-After gate around it; this module has no shared state.
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,13 +23,14 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The first backoff step; each further step doubles it.
     pub base_delay: Duration,
-    /// No wait is longer than this; a longer `Retry-After` ends the retries instead, so that
-    /// the caller can reschedule rather than hold a worker.
+    /// No wait is longer than this; a longer `Retry-After` ends the retries
+    /// instead, so that the caller can reschedule rather than hold a worker.
     pub max_delay: Duration,
 }
 
 impl RetryPolicy {
-    /// `uploader.retries` immediate retries, waits capped at `uploader.max_retry_delay`.
+    /// `uploader.retries` immediate retries, waits capped at
+    /// `uploader.max_retry_delay`.
     pub fn from_config(uploader: &UploaderConfig) -> Self {
         Self {
             max_attempts: uploader.retries.saturating_add(1),
@@ -37,8 +39,9 @@ impl RetryPolicy {
         }
     }
 
-    /// The wait before attempt `attempt + 1` after a failure without `Retry-After`:
-    /// exponential, with the upper half randomised so that workers do not retry in step.
+    /// The wait before attempt `attempt + 1` after a failure without
+    /// `Retry-After`: exponential, with the upper half randomised so that
+    /// workers do not retry in step.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(16);
         let ceiling = self
@@ -49,8 +52,8 @@ impl RetryPolicy {
         half + half.mul_f64(rand::random::<f64>())
     }
 
-    /// How long to wait before repeating a request that failed with `err` on attempt
-    /// `attempt` (1-based); `None` when it should not be repeated.
+    /// How long to wait before repeating a request that failed with `err` on
+    /// attempt `attempt` (1-based); `None` when it should not be repeated.
     pub fn delay_before_retry(&self, err: &GraphError, attempt: u32) -> Option<Duration> {
         if attempt >= self.max_attempts {
             return None;
@@ -64,7 +67,8 @@ impl RetryPolicy {
     }
 }
 
-/// Runs `call` until it succeeds, fails in a way retrying cannot fix, or runs out of attempts.
+/// Runs `call` until it succeeds, fails in a way retrying cannot fix, or runs
+/// out of attempts.
 pub async fn retrying<T, F, Fut>(policy: &RetryPolicy, mut call: F) -> Result<T, GraphError>
 where
     F: FnMut() -> Fut,

@@ -1,15 +1,16 @@
 //! Upload sessions: the resumable way to send a file in fragments.
 //!
-//! A session is created with `createUploadSession` and then addressed only through its
-//! `uploadUrl`. That URL embeds a credential (`tempauth`), so it lives in [`UploadUrl`], whose
-//! `Debug` redacts it; it is never logged and never sent an `Authorization` header (Graph
-//! answers such requests with 401).
+//! A session is created with `createUploadSession` and then addressed only
+//! through its `uploadUrl`. That URL embeds a credential (`tempauth`), so it
+//! lives in [`UploadUrl`], whose `Debug` redacts it; it is never logged and
+//! never sent an `Authorization` header (Graph answers such requests with 401).
 //!
-//! A session can be persisted (serde) so that an upload resumes after a restart: the daemon
-//! stores the whole [`UploadSession`] and asks [`super::GraphApi::session_status`] for the next
-//! byte the server expects, never trusting its own count. The embedded credential dies 24 hours
-//! after creation whatever `expirationDateTime` says, so [`UploadSession::needs_replacement`]
-//! retires a session a margin before that.
+//! A session can be persisted (serde) so that an upload resumes after a
+//! restart: the daemon stores the whole [`UploadSession`] and asks
+//! [`super::GraphApi::session_status`] for the next byte the server expects,
+//! never trusting its own count. The embedded credential dies 24 hours after
+//! creation whatever `expirationDateTime` says, so
+//! [`UploadSession::needs_replacement`] retires a session a margin before that.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,14 +22,16 @@ use url::Url;
 use super::path::RemotePath;
 use super::types::DriveItem;
 
-/// The hard cap on a session's age: its credential expires 24 hours after creation.
+/// The hard cap on a session's age: its credential expires 24 hours after
+/// creation.
 pub const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Retire a session this long before its age cap or expiry, so that no fragment is in flight
-/// when it dies.
+/// Retire a session this long before its age cap or expiry, so that no fragment
+/// is in flight when it dies.
 pub const SESSION_RETIRE_MARGIN: Duration = Duration::from_secs(30 * 60);
 
-/// A session's pre-authenticated URL: a bearer credential, redacted from `Debug`.
+/// A session's pre-authenticated URL: a bearer credential, redacted from
+/// `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UploadUrl(Url);
 
@@ -72,8 +75,8 @@ pub struct UploadSession {
     pub upload_url: UploadUrl,
     /// The file the session will create.
     pub remote: RemotePath,
-    /// When the server will drop the session unless it sees progress; each accepted
-    /// fragment moves it forward.
+    /// When the server will drop the session unless it sees progress; each
+    /// accepted fragment moves it forward.
     #[serde(with = "time::serde::rfc3339")]
     pub expiration: OffsetDateTime,
     /// When the session was requested (a little before the server created it).
@@ -82,15 +85,16 @@ pub struct UploadSession {
 }
 
 impl UploadSession {
-    /// Whether the session is too close to its expiry or its 24-hour cap to carry on.
+    /// Whether the session is too close to its expiry or its 24-hour cap to
+    /// carry on.
     pub fn needs_replacement(&self, now: OffsetDateTime) -> bool {
         let retire_at_age = self.created_at + (SESSION_MAX_AGE - SESSION_RETIRE_MARGIN);
         now >= retire_at_age || now >= self.expiration - MIN_EXPIRY_SLACK
     }
 }
 
-/// The server may announce a short expiry (15 minutes on business drives) that each fragment
-/// extends; only this much slack is demanded of it.
+/// The server may announce a short expiry (15 minutes on business drives) that
+/// each fragment extends; only this much slack is demanded of it.
 const MIN_EXPIRY_SLACK: Duration = Duration::from_secs(60);
 
 /// What the server knows about a session.

@@ -1,18 +1,21 @@
 //! Uploading one whole local file, verified.
 //!
-//! Empty files and files up to the simple-upload threshold go in one PUT (a session cannot
-//! carry zero bytes). Larger files go through an upload session, one fragment in memory at a
-//! time, each fragment a multiple of 320 KiB except the last.
+//! Empty files and files up to the simple-upload threshold go in one PUT (a
+//! session cannot carry zero bytes). Larger files go through an upload session,
+//! one fragment in memory at a time, each fragment a multiple of 320 KiB except
+//! the last.
 //!
-//! quickXorHash is computed while the fragments are read, in file order, with a high-water
-//! mark: a byte is fed to the hasher the first time it is read and never again. After a failed
-//! fragment the session is asked which byte it expects next (it may hold all, part or none of
-//! the fragment) and the upload continues from there, re-reading but not re-hashing the bytes
-//! before the mark. A session that is gone, or close to its expiry or its 24-hour cap, is
+//! quickXorHash is computed while the fragments are read, in file order, with a
+//! high-water mark: a byte is fed to the hasher the first time it is read and
+//! never again. After a failed fragment the session is asked which byte it
+//! expects next (it may hold all, part or none of the fragment) and the upload
+//! continues from there, re-reading but not re-hashing the bytes before the
+//! mark. A session that is gone, or close to its expiry or its 24-hour cap, is
 //! cancelled and replaced; the new one starts at byte 0 with a fresh hasher.
 //!
-//! The result is accepted only when the item's size and its quickXorHash, decoded to bytes,
-//! equal the local ones. Nothing here is persisted; the daemon keeps its own session records.
+//! The result is accepted only when the item's size and its quickXorHash,
+//! decoded to bytes, equal the local ones. Nothing here is persisted; the
+//! daemon keeps its own session records.
 
 use std::path::{Path, PathBuf};
 
@@ -28,8 +31,9 @@ use super::{
 };
 use crate::config::{ConflictPolicy, UploaderConfig, FRAGMENT_ALIGNMENT_BYTES};
 
-/// Largest file accepted. Microsoft documents "250 GB" without saying whether it means 10^9 or
-/// 2^30; the smaller reading is used so that no file is sent only to be refused at the end.
+/// Largest file accepted. Microsoft documents "250 GB" without saying whether
+/// it means 10^9 or 2^30; the smaller reading is used so that no file is sent
+/// only to be refused at the end.
 pub const MAX_FILE_BYTES: u64 = 250_000_000_000;
 
 /// Reports progress: bytes the server has acknowledged, and the file size.
@@ -73,11 +77,13 @@ pub struct Uploaded {
     pub bytes: u64,
     /// The quickXorHash of the local bytes, equal to the item's.
     pub quick_xor_hash: Digest,
-    /// Upload sessions used: 0 for a simple upload, more than 1 after a session was replaced.
+    /// Upload sessions used: 0 for a simple upload, more than 1 after a session
+    /// was replaced.
     pub sessions: u32,
 }
 
-/// Uploads the file at `local` to `remote`, creating the parent folders, and verifies it.
+/// Uploads the file at `local` to `remote`, creating the parent folders, and
+/// verifies it.
 pub async fn upload_file<G: GraphApi + ?Sized>(
     api: &G,
     local: &Path,
@@ -152,8 +158,8 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
     })
 }
 
-/// Refuses, before any upload request, what cannot succeed: a too large file, the root as a
-/// target, a file bigger than the space left.
+/// Refuses, before any upload request, what cannot succeed: a too large file,
+/// the root as a target, a file bigger than the space left.
 async fn check_before_sending<G: GraphApi + ?Sized>(
     api: &G,
     size: u64,
@@ -304,7 +310,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
     }
 
-    /// Moves the cursor to the server's next expected byte after an accepted fragment.
+    /// Moves the cursor to the server's next expected byte after an accepted
+    /// fragment.
     async fn accept(
         &mut self,
         cursor: &mut Cursor,
@@ -312,7 +319,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         next_expected: u64,
     ) -> Result<Option<(DriveItem, Digest)>, Stop> {
         if next_expected <= cursor.offset || next_expected > cursor.hashed_to {
-            // The server's view disagrees with what was sent; its status is authoritative.
+            // The server's view disagrees with what was sent; its status is
+            // authoritative.
             return self.resync(cursor, session).await;
         }
         cursor.offset = next_expected;
@@ -326,7 +334,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         Ok(None)
     }
 
-    /// Handles a failed fragment; returns the item when the upload turns out complete.
+    /// Handles a failed fragment; returns the item when the upload turns out
+    /// complete.
     async fn recover(
         &mut self,
         cursor: &mut Cursor,
@@ -396,11 +405,10 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
     }
 
-    /// Looks for the item a session committed without telling us; it counts only if its
-    /// size and hash are those of the local file.
-    // LIMITATION: with the `rename` policy the committed item may carry another name (`x 1`),
-    // is not found here, and the file is sent again — Graph reports no name for a lost answer.
+    /// Looks for the item a session committed without telling us; it counts
+    /// only if its size and hash are those of the local file.
     async fn find_committed(&self, digest: &Digest) -> Result<DriveItem, Stop> {
+        // LIMITATION: a lost `rename` commit is resent — its name is unknown
         let (api, remote) = (self.api, self.remote);
         let found = retrying(&self.options.retry, || api.item_by_path(remote)).await;
         match found.map_err(Stop::Fail)? {
@@ -417,7 +425,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
     }
 
     async fn cancel(&self, session: &UploadSession) {
-        // Best effort: an abandoned session expires on its own; it only holds space.
+        // Best effort: an abandoned session expires on its own; it only holds
+        // space.
         if let Err(err) = self.api.cancel_session(session).await {
             tracing::debug!(error = %err, "cancelling upload session failed");
         }
@@ -449,8 +458,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
     }
 }
 
-/// Checks the uploaded item against the local size and hash, looking it up again (with
-/// retries) while Graph has not computed the hash yet.
+/// Checks the uploaded item against the local size and hash, looking it up
+/// again (with retries) while Graph has not computed the hash yet.
 async fn verified<G: GraphApi + ?Sized>(
     api: &G,
     item: DriveItem,

@@ -1,8 +1,9 @@
 //! Graph's JSON resources, as far as this daemon reads them.
 //!
-//! Field names follow Graph (camelCase on the wire). Every field the service may omit is an
-//! `Option` or defaults, because personal and business drives fill different subsets. Items
-//! serialise back in the same shape, which is what `ls --json` prints.
+//! Field names follow Graph (camelCase on the wire). Every field the service
+//! may omit is an `Option` or defaults, because personal and business drives
+//! fill different subsets. Items serialise back in the same shape, which is
+//! what `ls --json` prints.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +45,8 @@ pub struct Identity {
     /// The user's id.
     #[serde(default)]
     pub id: Option<String>,
-    /// The sign-in address; business drives report it, personal ones usually do not.
+    /// The sign-in address; business drives report it, personal ones usually do
+    /// not.
     #[serde(default)]
     pub email: Option<String>,
 }
@@ -118,7 +120,8 @@ impl DriveItem {
             .as_deref()
     }
 
-    /// The decoded quickXorHash; `None` when absent or not a 20-byte base64 value.
+    /// The decoded quickXorHash; `None` when absent or not a 20-byte base64
+    /// value.
     pub fn quick_xor_hash(&self) -> Option<Digest> {
         from_base64(self.quick_xor_hash_text()?)
     }
@@ -198,10 +201,11 @@ pub(crate) struct SessionProgress {
 }
 
 impl SessionProgress {
-    /// The first byte of the first missing range; `None` when nothing is missing.
+    /// The first byte of the first missing range; `None` when nothing is
+    /// missing.
     ///
-    /// The docs warn the list may be incomplete, and in practice it holds one range; only the
-    /// first is used, never to size fragments.
+    /// The docs warn the list may be incomplete, and in practice it holds one
+    /// range; only the first is used, never to size fragments.
     pub fn next_expected(&self) -> Result<Option<u64>, String> {
         let Some(first) = self.next_expected_ranges.first() else {
             return Ok(None);

@@ -1,20 +1,23 @@
 //! The encrypted-file token store.
 //!
-//! File format, version 1: the 8-byte magic `ODSYTOK1`, a 24-byte random nonce, then the
-//! XChaCha20-Poly1305 ciphertext of a small JSON document (refresh token and account). The
-//! magic is also the associated data, so a file cannot be passed off as another format. A fresh
-//! nonce is drawn for every write; with 192-bit nonces random draws never realistically repeat.
+//! File format, version 1: the 8-byte magic `ODSYTOK1`, a 24-byte random nonce,
+//! then the XChaCha20-Poly1305 ciphertext of a small JSON document (refresh
+//! token and account). The magic is also the associated data, so a file cannot
+//! be passed off as another format. A fresh nonce is drawn for every write;
+//! with 192-bit nonces random draws never realistically repeat.
 //!
-//! The 256-bit key comes from a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`, managed
-//! and protected by systemd) or else from the configured key file, holding either 32 raw bytes
-//! or their base64 on one line. `onedrive-syncd login` creates the key file when it is absent.
+//! The 256-bit key comes from a systemd credential
+//! (`$CREDENTIALS_DIRECTORY/<name>`, managed and protected by systemd) or else
+//! from the configured key file, holding either 32 raw bytes or their base64 on
+//! one line. `onedrive-syncd login` creates the key file when it is absent.
 //!
 //! Invariants:
-//! - a token or key file whose mode gives group or others any access is refused, never
-//!   silently fixed: the admin has to learn that it was exposed;
-//! - every write goes to a temporary file in the same directory (mode 0600 from creation),
-//!   which is fsynced, renamed over the target, and then the directory is fsynced; a crash
-//!   leaves either the old file or the new one, never a mix.
+//! - a token or key file whose mode gives group or others any access is
+//!   refused, never silently fixed: the admin has to learn that it was exposed;
+//! - every write goes to a temporary file in the same directory (mode 0600 from
+//!   creation), which is fsynced, renamed over the target, and then the
+//!   directory is fsynced; a crash leaves either the old file or the new one,
+//!   never a mix.
 
 use std::fmt;
 use std::fs;
@@ -31,13 +34,15 @@ use futures_util::FutureExt as _;
 
 use super::{AccountInfo, Secret, SecretsError, StoredTokens, TokenStore};
 
-/// First bytes of every token file; also bound into the ciphertext as associated data.
+/// First bytes of every token file; also bound into the ciphertext as
+/// associated data.
 const MAGIC: &[u8; 8] = b"ODSYTOK1";
 /// XChaCha20 nonce length.
 const NONCE_LEN: usize = 24;
 /// Key length in bytes.
 const KEY_LEN: usize = 32;
-/// Permission bits that must be clear on secret files: any access by group or others.
+/// Permission bits that must be clear on secret files: any access by group or
+/// others.
 const EXPOSED_BITS: u32 = 0o077;
 
 /// Where the encryption key comes from.
@@ -50,7 +55,8 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// The credential `<dir>/<name>` when systemd provided it, else the key file.
+    /// The credential `<dir>/<name>` when systemd provided it, else the key
+    /// file.
     pub fn choose(
         credentials_dir: Option<PathBuf>,
         credential_name: &str,
@@ -158,7 +164,8 @@ impl EncryptedFileStore {
 
     /// Creates the key file with a fresh random key if it does not exist yet.
     ///
-    /// Returns the path it created, or `None` when a usable key was already there.
+    /// Returns the path it created, or `None` when a usable key was already
+    /// there.
     pub fn create_key_if_missing(&self) -> Result<Option<PathBuf>, SecretsError> {
         let path = match &self.key {
             KeySource::Credential(_) => {
@@ -258,7 +265,8 @@ fn read_key(source: &KeySource) -> Result<Key, SecretsError> {
         }
         Err(err) => return Err(io_error("read", path, err)),
     };
-    // systemd owns the permissions of its credentials; only our own key file is checked.
+    // systemd owns the permissions of its credentials; only our own key file is
+    // checked.
     if let KeySource::File(_) = source {
         refuse_if_exposed(path)?;
     }
@@ -267,7 +275,8 @@ fn read_key(source: &KeySource) -> Result<Key, SecretsError> {
     })
 }
 
-/// Accepts 32 raw bytes, or 32 bytes in base64 surrounded by optional whitespace.
+/// Accepts 32 raw bytes, or 32 bytes in base64 surrounded by optional
+/// whitespace.
 fn parse_key(bytes: &[u8]) -> Option<Key> {
     if let Ok(raw) = <[u8; KEY_LEN]>::try_from(bytes) {
         return Some(Key(raw));
@@ -323,7 +332,8 @@ fn open(sealed: &[u8], key: &Key) -> Result<Vec<u8>, OpenFailure> {
         .map_err(|_| OpenFailure::Tag)
 }
 
-/// Writes `bytes` to `path` through a fsynced temporary file and a rename, mode 0600.
+/// Writes `bytes` to `path` through a fsynced temporary file and a rename, mode
+/// 0600.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -350,7 +360,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
     }
     result?;
 
-    // The rename is durable only once the directory entry itself reaches the disk.
+    // The rename is durable only once the directory entry itself reaches the
+    // disk.
     fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| io_error("sync directory", &dir, source))

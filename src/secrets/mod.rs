@@ -2,16 +2,17 @@
 //!
 //! Two rules hold everywhere in the crate:
 //!
-//! - a credential (refresh token, access token, upload URL, encryption key) lives in a
-//!   [`Secret`] or in a type whose `Debug` redacts it, so that no `?value` in a log line and no
-//!   `{:?}` in an error message can print it;
-//! - the refresh token is persisted only through a [`TokenStore`], and every rotated token is
-//!   saved (and, for the file backend, fsynced) before the access token that came with it is
-//!   handed out, so a crash can never leave the store holding a token the server has retired.
+//! - a credential (refresh token, access token, upload URL, encryption key)
+//!   lives in a [`Secret`] or in a type whose `Debug` redacts it, so that no
+//!   `?value` in a log line and no `{:?}` in an error message can print it;
+//! - the refresh token is persisted only through a [`TokenStore`], and every
+//!   rotated token is saved (and, for the file backend, fsynced) before the
+//!   access token that came with it is handed out, so a crash can never leave
+//!   the store holding a token the server has retired.
 //!
-//! Only the encrypted-file backend exists today ([`EncryptedFileStore`]). The trait is async and
-//! object-safe so that a backend talking to AWS Secrets Manager can be added without touching
-//! its callers.
+//! Only the encrypted-file backend exists today ([`EncryptedFileStore`]). The
+//! trait is async and object-safe so that a backend talking to AWS Secrets
+//! Manager can be added without touching its callers.
 
 mod encrypted_file;
 
@@ -27,8 +28,8 @@ use crate::config::TokenStoreConfig;
 
 /// A string that must never be printed: `Debug` and `Display` both show `***`.
 ///
-/// The value is reachable only through [`Secret::expose`], so every place that sends a
-/// credential over the wire is easy to find.
+/// The value is reachable only through [`Secret::expose`], so every place that
+/// sends a credential over the wire is easy to find.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -151,8 +152,9 @@ pub enum SecretsError {
 
 /// A place that keeps the refresh token between runs.
 ///
-/// Implementations must make [`TokenStore::save`] durable before returning: the token manager
-/// relies on that to hand out an access token only once its rotated refresh token is safe.
+/// Implementations must make [`TokenStore::save`] durable before returning: the
+/// token manager relies on that to hand out an access token only once its
+/// rotated refresh token is safe.
 pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The stored tokens, or `None` when nobody has logged in yet.
     fn load(&self) -> BoxFuture<'_, Result<Option<StoredTokens>, SecretsError>>;
@@ -160,18 +162,21 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     /// Replaces the stored tokens, durably.
     fn save<'a>(&'a self, tokens: &'a StoredTokens) -> BoxFuture<'a, Result<(), SecretsError>>;
 
-    /// Makes the store ready to be written at login (for example creates a missing key).
-    /// Returns a sentence for the admin when it did something worth saying.
+    /// Makes the store ready to be written at login (for example creates a
+    /// missing key). Returns a sentence for the admin when it did something
+    /// worth saying.
     fn prepare(&self) -> BoxFuture<'_, Result<Option<String>, SecretsError>>;
 
-    /// A short description for messages, such as `encrypted file /var/lib/x/token`.
+    /// A short description for messages, such as `encrypted file
+    /// /var/lib/x/token`.
     fn describe(&self) -> String;
 }
 
 /// Opens the store the configuration names.
 ///
-/// For the encrypted file the key is looked up in `$CREDENTIALS_DIRECTORY` first (systemd
-/// credentials), then in the configured key file; nothing is read until first use.
+/// For the encrypted file the key is looked up in `$CREDENTIALS_DIRECTORY`
+/// first (systemd credentials), then in the configured key file; nothing is
+/// read until first use.
 pub fn open_store(config: &TokenStoreConfig) -> Arc<dyn TokenStore> {
     match config {
         TokenStoreConfig::EncryptedFile {

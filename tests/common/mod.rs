@@ -1,8 +1,9 @@
-//! Helpers shared by integration tests: a temporary home with a configuration pointing at a
-//! test server, a token store seeded without a login, and the real binary run against it.
+//! Helpers shared by integration tests: a temporary home with a configuration
+//! pointing at a test server, a token store seeded without a login, and the
+//! real binary run against it.
 //!
-//! Nothing here knows the fake server's type; tests pass its URLs and client id, so the
-//! helpers work against any Graph-compatible endpoint on loopback.
+//! Nothing here knows the fake server's type; tests pass its URLs and client
+//! id, so the helpers work against any Graph-compatible endpoint on loopback.
 
 #![allow(dead_code)]
 
@@ -26,7 +27,8 @@ pub struct Endpoints {
     pub client_id: String,
 }
 
-/// A temporary directory holding a configuration file, the token store and the state.
+/// A temporary directory holding a configuration file, the token store and the
+/// state.
 pub struct TestHome {
     /// Keeps the directory alive.
     pub dir: tempfile::TempDir,
@@ -44,7 +46,8 @@ max_retry_delay = \"2s\"
 ";
 
 impl TestHome {
-    /// A home whose configuration uses `uploader` (TOML lines of the `[uploader]` table).
+    /// A home whose configuration uses `uploader` (TOML lines of the
+    /// `[uploader]` table).
     pub fn new(endpoints: &Endpoints, uploader: &str) -> TestHome {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         let root = dir.path();
