@@ -100,7 +100,7 @@ async fn write_all_chunks<W: AsyncWrite + Unpin>(
         if let Some(cut) = limits.cut_after.filter(|cut| received + len >= *cut) {
             return BodyEnd::Cut(cut);
         }
-        if let Some(max) = limits.max_bytes.filter(|max| received + len > *max) {
+        if limits.max_bytes.is_some_and(|max| received + len > max) {
             return BodyEnd::TooLarge(received + len);
         }
         if let Err(err) = sink.write_all(&chunk).await {
