@@ -80,7 +80,8 @@ pub(crate) struct Faults {
     pub(crate) bandwidth_bytes_per_sec: Option<u64>,
     /// How lost responses are lost.
     pub(crate) lost_response: LostResponse,
-    /// Device-code polls still to answer with `slow_down` although they kept the interval.
+    /// Device-code polls still to answer with `slow_down` although they kept
+    /// the interval.
     pub(crate) slow_down_polls: usize,
 }
 

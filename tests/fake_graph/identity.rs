@@ -388,7 +388,8 @@ fn device_code_grant(state: &mut State, form: &HashMap<String, String>) -> Respo
         return identity_error(400, "slow_down", 70016, "Polling too fast; slow down.");
     }
     if state.faults.slow_down_polls > 0 {
-        // Injected: the service asks for more time although the client kept to the interval.
+        // Injected: the service asks for more time although the client kept to
+        // the interval.
         state.faults.slow_down_polls -= 1;
         grant.interval_secs += 5;
         return identity_error(400, "slow_down", 70016, "Polling too fast; slow down.");

@@ -666,8 +666,9 @@ impl FakeGraph {
         self.inner.lock().identity.revoke_refresh_tokens();
     }
 
-    /// Answers the next `count` device-code polls with `slow_down` (RFC 8628 section 3.5),
-    /// as a busy service may; the client must then wait 5 s more between polls.
+    /// Answers the next `count` device-code polls with `slow_down` (RFC 8628
+    /// section 3.5), as a busy service may; the client must then wait 5 s more
+    /// between polls.
     pub fn slow_down_next_polls(&self, count: usize) {
         self.inner.lock().faults.slow_down_polls += count;
     }
