@@ -3,10 +3,12 @@
 //! Invariants: a queued failure fires at most `count` times and only on its
 //! route; the Retry-After window is pool-wide (the service throttles the
 //! account, not a connection), so a request on any Graph or upload route that
-//! arrives inside an announced window, later than
-//! [`super::FakeOptions::retry_after_grace`] after the announcement, is a
-//! client violation. Requests inside the grace were already in flight when the
-//! client heard the 429.
+//! arrives inside an announced window is a client violation, with one
+//! exception: a request on another connection within
+//! [`super::FakeOptions::retry_after_grace`] of the announcement may have been
+//! in flight before the client heard the 429. A request on the connection that
+//! carried the 429 was necessarily sent after it (HTTP/1.1 has one request in
+//! flight per connection), so it gets no grace.
 
 use std::time::Duration;
 
@@ -43,6 +45,8 @@ pub(crate) struct Window {
     pub(crate) until: Instant,
     /// The announced length, for messages.
     pub(crate) secs: u64,
+    /// The connection that carried the announcement.
+    pub(crate) connection: u64,
 }
 
 /// What the throttle gate says about a request arriving now.
@@ -134,7 +138,7 @@ impl Faults {
     }
 
     /// Opens (or widens) the pool-wide Retry-After window.
-    pub(crate) fn announce_retry_after(&mut self, now: Instant, secs: u64) {
+    pub(crate) fn announce_retry_after(&mut self, now: Instant, secs: u64, connection: u64) {
         let until = now + Duration::from_secs(secs);
         let until = match self.window {
             Some(window) if window.until > until => window.until,
@@ -144,15 +148,17 @@ impl Faults {
             announced_at: now,
             until,
             secs,
+            connection,
         });
     }
 
-    /// Checks a request arriving `now` against the announced window.
-    pub(crate) fn gate(&self, now: Instant, grace: Duration) -> Gate {
+    /// Checks a request arriving `now` on `connection` against the window.
+    pub(crate) fn gate(&self, now: Instant, grace: Duration, connection: u64) -> Gate {
         let Some(window) = self.window else {
             return Gate::Open;
         };
-        if now >= window.until || now <= window.announced_at + grace {
+        let in_flight = now <= window.announced_at + grace && connection != window.connection;
+        if now >= window.until || in_flight {
             return Gate::Open;
         }
         let left = window.until - now;

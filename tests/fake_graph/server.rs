@@ -30,12 +30,18 @@ use super::replies::{self, Refusal};
 use super::{body, control, handlers, sessions, Inner, Kill, Reply, RequestRecord, Route};
 
 /// A TCP listener whose connections can be killed by the handler serving them.
-pub(crate) struct KillableListener(pub(crate) TcpListener);
+pub(crate) struct KillableListener {
+    listener: TcpListener,
+    /// Id of the next accepted connection.
+    next_id: u64,
+}
 
 /// A connection's peer address and kill switch, handed to handlers as connect
 /// info.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnHandle {
+    /// Distinguishes connections for the Retry-After grace.
+    id: u64,
     killed: Arc<AtomicBool>,
 }
 
@@ -58,11 +64,13 @@ impl Listener for KillableListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let killed = Arc::new(AtomicBool::new(false));
+                    self.next_id += 1;
                     let handle = ConnHandle {
+                        id: self.next_id,
                         killed: killed.clone(),
                     };
                     return (
@@ -81,7 +89,8 @@ impl Listener for KillableListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr().map(|_| ConnHandle {
+        self.listener.local_addr().map(|_| ConnHandle {
+            id: 0,
             killed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -161,7 +170,11 @@ pub(crate) async fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let shutdown = inner.shutdown.clone();
     let app = axum::Router::new().fallback(dispatch).with_state(inner);
     let service = app.into_make_service_with_connect_info::<ConnHandle>();
-    let _ = axum::serve(KillableListener(listener), service)
+    let listener = KillableListener {
+        listener,
+        next_id: 0,
+    };
+    let _ = axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
 }
@@ -204,7 +217,7 @@ async fn dispatch(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let reply = match gates(&inner, &target, route, &parts.headers, arrived) {
+    let reply = match gates(&inner, &target, route, &parts.headers, arrived, conn.id) {
         Some(reply) => {
             body::drain(body).await;
             reply
@@ -242,6 +255,7 @@ fn gates(
     route: Route,
     headers: &HeaderMap,
     arrived: Instant,
+    connection: u64,
 ) -> Option<Reply> {
     let mut state = inner.lock();
     let throttled_route = matches!(
@@ -254,7 +268,7 @@ fn gates(
             remaining_secs,
             early_by,
             announced_secs,
-        } = state.faults.gate(arrived, grace)
+        } = state.faults.gate(arrived, grace, connection)
         {
             state.violation(format!(
                 "{route:?} request sent {} ms before the announced Retry-After of \
@@ -264,7 +278,7 @@ fn gates(
             return Some(Reply::ok(replies::throttled(remaining_secs)));
         }
         if let Some(secs) = state.faults.over_rate_limit(arrived) {
-            state.faults.announce_retry_after(arrived, secs);
+            state.faults.announce_retry_after(arrived, secs, connection);
             return Some(Reply::ok(replies::throttled(secs)));
         }
     }
@@ -276,7 +290,7 @@ fn gates(
         };
         let response = replies::with_retry_after(response, retry_after);
         if let (Some(secs), true) = (retry_after, throttled_route) {
-            state.faults.announce_retry_after(arrived, secs);
+            state.faults.announce_retry_after(arrived, secs, connection);
         }
         // A session the service calls gone must really be gone, or the client's
         // new session for the same file would collide with it.

@@ -216,6 +216,16 @@ fn parse_create_body(headers: &HeaderMap, raw: &[u8]) -> Result<Value, Refusal> 
         Refusal::invalid(None, format!("The body is not valid JSON: {err}"))
             .violating("createUploadSession body is not valid JSON")
     })?;
+    if value.get("deferCommit").and_then(Value::as_bool) == Some(true) {
+        // LIMITATION: deferCommit is refused — the daemon commits on the last
+        // fragment and never sends it.
+        return Err(Refusal::new(
+            400,
+            "notSupported",
+            None,
+            "deferCommit is not supported here",
+        ));
+    }
     Ok(value.get("item").cloned().unwrap_or_else(|| json!({})))
 }
 
