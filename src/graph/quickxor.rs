@@ -160,6 +160,45 @@ mod tests {
         assert_ne!(digest_of(b"ab"), digest_of(b"ba"));
     }
 
+    /// Input and digest pairs, both base64, published with rclone's
+    /// quickxorhash tests (backend/onedrive/quickxorhash); they cover inputs
+    /// shorter than, equal to and longer than the 20-byte register.
+    const PUBLISHED_VECTORS: [(&str, &str); 6] = [
+        ("tbQ=", "taAFAAAAAAAAAAAAAgAAAAAAAAA="),
+        ("0pZP", "0rDEEwAAAAAAAAAAAwAAAAAAAAA="),
+        ("2fuxhBJXtpWFe8dOfdGeHw==", "O9tHLAghgSvYohKFyMMxnNCHaHg="),
+        (
+            "T6LYJIfDh81JrAK309H2JMJTXis=",
+            "zBTHrspn3mEcohlJdIUAbjGNaNg=",
+        ),
+        (
+            "DWAAX5/CIfrmErgZa8ot6ZraeSbu",
+            "LR2Z0PjuRYGKQB/mhQAuMrAGZbQ=",
+        ),
+        (
+            "Mb7EGva2rEE5fENDL85P+BsapHEEjv2/siVhKjvAQe02feExVOQSkfmuYzU/kTF1MaKjPmKF\
+             /w+cbvwfdWL8aQ==",
+            "n1anP5NfvD4XDYWIeRPW3ZkPv1Y=",
+        ),
+    ];
+
+    #[test]
+    fn matches_published_vectors_in_one_shot_and_byte_by_byte() {
+        for (input, expected) in PUBLISHED_VECTORS {
+            let data = BASE64.decode(input).expect("vector input is base64");
+            assert_eq!(to_base64(&digest_of(&data)), expected, "input {input}");
+            let mut hasher = QuickXorHash::new();
+            for byte in &data {
+                hasher.update(std::slice::from_ref(byte));
+            }
+            assert_eq!(
+                hasher.finalize_base64(),
+                expected,
+                "input {input}, bytewise"
+            );
+        }
+    }
+
     #[test]
     fn base64_round_trips_and_rejects_wrong_length() {
         let digest = digest_of(b"some bytes");
