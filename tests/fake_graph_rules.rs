@@ -921,6 +921,39 @@ async fn cut_connection_commits_nothing_of_the_fragment() {
 }
 
 #[tokio::test]
+async fn a_client_timeout_mid_fragment_leaves_the_session_usable() {
+    let h = Harness::new().await;
+    h.fake.put_file("/to/.keep", b"");
+    let step = FRAGMENT_MULTIPLE as usize;
+    let bytes = data(step * 2);
+    let total = bytes.len() as u64;
+    let url = h
+        .session("/me/drive/root:/to/f.bin:/createUploadSession", json!({}))
+        .await;
+    h.fake.set_bandwidth(Some(200_000));
+    let slow = h
+        .http
+        .put(&url)
+        .header(CONTENT_RANGE, format!("bytes 0-{}/{total}", step - 1))
+        .body(bytes[..step].to_vec())
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(slow.is_err(), "the client gave up: {slow:?}");
+    h.fake.set_bandwidth(None);
+
+    let (status, body) = h.fragment(&url, &bytes[..step], 0, total).await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, _) = h
+        .fragment(&url, &bytes[step..], step as u64, total)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(h.fake.read_file("/to/f.bin"), Some(bytes));
+    h.fake.assert_no_violations();
+}
+
+#[tokio::test]
 async fn lost_final_response_still_completes_the_file() {
     let h = Harness::new().await;
     h.fake.put_file("/n/.keep", b"");

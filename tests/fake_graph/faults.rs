@@ -4,11 +4,11 @@
 //! route; the Retry-After window is pool-wide (the service throttles the
 //! account, not a connection), so a request on any Graph or upload route that
 //! arrives inside an announced window is a client violation, with one
-//! exception: a request on another connection within
-//! [`super::FakeOptions::retry_after_grace`] of the announcement may have been
-//! in flight before the client heard the 429. A request on the connection that
-//! carried the 429 was necessarily sent after it (HTTP/1.1 has one request in
-//! flight per connection), so it gets no grace.
+//! exception: a request within [`super::FakeOptions::retry_after_grace`] of
+//! the latest announcement, on a connection that has not carried a 429 of this
+//! window, may have been in flight before the client heard the 429. A request
+//! on a connection that carried one was necessarily sent after it (HTTP/1.1
+//! has one request in flight per connection), so it gets no grace.
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ struct FailRule {
 }
 
 /// An announced Retry-After window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Window {
     /// When the window was announced.
     pub(crate) announced_at: Instant,
@@ -45,8 +45,8 @@ pub(crate) struct Window {
     pub(crate) until: Instant,
     /// The announced length, for messages.
     pub(crate) secs: u64,
-    /// The connection that carried the announcement.
-    pub(crate) connection: u64,
+    /// Connections that carried a 429 of this window.
+    pub(crate) connections: Vec<u64>,
 }
 
 /// What the throttle gate says about a request arriving now.
@@ -140,24 +140,31 @@ impl Faults {
     /// Opens (or widens) the pool-wide Retry-After window.
     pub(crate) fn announce_retry_after(&mut self, now: Instant, secs: u64, connection: u64) {
         let until = now + Duration::from_secs(secs);
-        let until = match self.window {
-            Some(window) if window.until > until => window.until,
-            _ => until,
+        let mut window = match self.window.take() {
+            Some(open) if open.until > now => open,
+            _ => Window {
+                announced_at: now,
+                until,
+                secs,
+                connections: Vec::new(),
+            },
         };
-        self.window = Some(Window {
-            announced_at: now,
-            until,
-            secs,
-            connection,
-        });
+        window.announced_at = now;
+        window.until = window.until.max(until);
+        window.secs = secs;
+        if !window.connections.contains(&connection) {
+            window.connections.push(connection);
+        }
+        self.window = Some(window);
     }
 
     /// Checks a request arriving `now` on `connection` against the window.
     pub(crate) fn gate(&self, now: Instant, grace: Duration, connection: u64) -> Gate {
-        let Some(window) = self.window else {
+        let Some(window) = &self.window else {
             return Gate::Open;
         };
-        let in_flight = now <= window.announced_at + grace && connection != window.connection;
+        let in_flight =
+            now <= window.announced_at + grace && !window.connections.contains(&connection);
         if now >= window.until || in_flight {
             return Gate::Open;
         }

@@ -42,6 +42,11 @@ use super::{
 /// Largest file a personal OneDrive accepts (250 GiB, the figure clients use).
 pub(crate) const MAX_FILE_BYTES: u64 = 250 * 1024 * 1024 * 1024;
 
+/// How long, in steps, a fragment waits for an earlier one on the same session
+/// to finish before it counts as concurrent (2 s in all).
+const BUSY_WAIT_ROUNDS: u32 = 40;
+const BUSY_WAIT_STEP: Duration = Duration::from_millis(50);
+
 /// The largest `createUploadSession` body read.
 const MAX_CREATE_BODY: usize = 64 * 1024;
 
@@ -332,6 +337,7 @@ pub(crate) async fn fragment(
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    wait_until_idle(inner, id).await;
     let planned = {
         let mut state = inner.lock();
         plan_fragment(&mut state, id, query, headers)
@@ -343,9 +349,47 @@ pub(crate) async fn fragment(
             return Reply::refusal(inner, refusal).in_session(id);
         }
     };
+    let mut busy = BusyGuard {
+        inner,
+        id,
+        armed: true,
+    };
     let (end, hasher) = receive_fragment(&plan, body).await;
+    busy.armed = false;
     let mut state = inner.lock();
     finish_fragment(inner, &mut state, id, &plan, end, hasher).in_session(id)
+}
+
+/// Gives a fragment still being received on a connection the client gave up
+/// on (a client-side timeout) time to notice, before a resend is judged as a
+/// second fragment in flight.
+async fn wait_until_idle(inner: &Inner, id: &str) {
+    for _ in 0..BUSY_WAIT_ROUNDS {
+        let busy = inner.lock().sessions.live.get(id).is_some_and(|s| s.busy);
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(BUSY_WAIT_STEP).await;
+    }
+}
+
+/// Clears a session's `busy` flag if the fragment handler is dropped midway,
+/// which hyper does when the client goes away while the handler waits;
+/// otherwise the session would refuse every later fragment as concurrent.
+struct BusyGuard<'a> {
+    inner: &'a Inner,
+    id: &'a str,
+    armed: bool,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(session) = self.inner.lock().sessions.live.get_mut(self.id) {
+                session.busy = false;
+            }
+        }
+    }
 }
 
 fn plan_fragment(
