@@ -15,9 +15,11 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod graph;
 pub mod queue;
 pub mod secrets;
 pub mod service;
 pub mod telemetry;
+pub mod upload;
 pub mod watch;

@@ -19,7 +19,7 @@ use super::account::{connect, graph_failure, Connection};
 use super::{Cli, CliError};
 use crate::config::ConflictPolicy;
 use crate::graph::retry::retrying;
-use crate::graph::transfer::{upload_open_file, UploadOptions, Uploaded};
+use crate::graph::transfer::{upload_open_file, ProgressOnly, UploadOptions, Uploaded};
 use crate::graph::{DriveItem, GraphApi as _, RemotePath, RetryPolicy};
 
 /// Help shown under `mkdir --help`.
@@ -139,7 +139,14 @@ pub fn upload(cli: &Cli, args: &UploadArgs) -> Result<(), CliError> {
     let file = tokio::fs::File::from_std(file);
     let uploaded = runtime
         .block_on(upload_open_file(
-            &graph, file, size, &label, &remote, &options, &progress,
+            &graph,
+            file,
+            size,
+            &label,
+            &remote,
+            &options,
+            &ProgressOnly(&progress),
+            None,
         ))
         .map_err(graph_failure);
     reporter.finish();

@@ -8,6 +8,7 @@
 mod account;
 mod check_config;
 mod files;
+mod operate;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,18 @@ pub enum Command {
     /// List a OneDrive folder.
     #[command(after_help = files::LS_HELP)]
     Ls(files::LsArgs),
+    /// Run the daemon: watch the outboxes and upload what arrives.
+    #[command(after_help = operate::RUN_HELP)]
+    Run(operate::RunArgs),
+    /// Show what the daemon is doing: queue, uploads in flight, failures.
+    #[command(after_help = operate::STATUS_HELP)]
+    Status(operate::StatusArgs),
+    /// List recent uploads.
+    #[command(after_help = operate::HISTORY_HELP)]
+    History(operate::HistoryArgs),
+    /// Requeue failed uploads.
+    #[command(after_help = operate::RETRY_HELP)]
+    Retry(operate::RetryArgs),
 }
 
 /// An error as the command line reports it.
@@ -127,6 +140,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Mkdir(args) => files::mkdir(&cli, args),
         Command::Upload(args) => files::upload(&cli, args),
         Command::Ls(args) => files::ls(&cli, args),
+        Command::Run(args) => operate::run(&cli, args),
+        Command::Status(args) => operate::status(&cli, args),
+        Command::History(args) => operate::history(&cli, args),
+        Command::Retry(args) => operate::retry(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::Ok,

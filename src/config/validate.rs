@@ -13,7 +13,8 @@ use super::error::{ConfigError, ConfigErrors, Location};
 use super::raw::{Field, Overrides, RawConfig, RawMapping, RawSize};
 use super::{
     AfterUpload, ApplicationConfig, Config, ConflictPolicy, JournaldMode, LoggingConfig, Mapping,
-    StateConfig, TokenStoreConfig, UploaderConfig, WatchConfig, FRAGMENT_ALIGNMENT_BYTES, MAX_FRAGMENT_BYTES,
+    StateConfig, TokenStoreConfig, UploaderConfig, WatchConfig, FRAGMENT_ALIGNMENT_BYTES,
+    MAX_FRAGMENT_BYTES,
 };
 use crate::graph::names;
 
@@ -34,7 +35,7 @@ pub mod defaults {
     /// The systemd credential that may provide the key.
     pub const CREDENTIAL_NAME: &str = "onedrive-syncd-token-key";
     /// The queue database's directory.
-    pub const STATE_DIRECTORY: &str = "/var/lib/onedrive-syncd";
+    pub const STATE_DIRECTORY: &str = "/var/lib/onedrive-syncd/queue";
     /// The control socket.
     pub const CONTROL_SOCKET: &str = "/run/onedrive-syncd/control.sock";
     /// Concurrent uploads.

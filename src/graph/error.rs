@@ -196,6 +196,12 @@ pub enum GraphError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The local file changed while it was being uploaded; nothing was committed.
+    #[error("{} changed while it was being uploaded; the upload was abandoned", path.display())]
+    LocalFileChanged {
+        /// The local file.
+        path: PathBuf,
+    },
     /// The local file could not be read.
     #[error("cannot read {path}: {source}")]
     LocalIo {
@@ -241,6 +247,7 @@ impl GraphError {
             | GraphError::FileTooLarge { .. }
             | GraphError::QuotaExceeded { .. }
             | GraphError::NotAFolder { .. }
+            | GraphError::LocalFileChanged { .. }
             | GraphError::LocalIo { .. } => Disposition::Permanent,
         }
     }

@@ -119,11 +119,13 @@ pub trait GraphApi: Send + Sync {
         &'a self,
         path: &'a RemotePath,
     ) -> BoxFuture<'a, Result<DriveItem, GraphError>> {
-        ensure_folder(self, path).boxed()
+        ensure_folder_path(self, path).boxed()
     }
 }
 
-async fn ensure_folder<G: GraphApi + ?Sized>(
+/// `mkdir -p` over any [`GraphApi`]: what [`GraphApi::ensure_folder`] does by default, for
+/// implementations that wrap it (to cache or pace) and still need the walk itself.
+pub async fn ensure_folder_path<G: GraphApi + ?Sized>(
     api: &G,
     path: &RemotePath,
 ) -> Result<DriveItem, GraphError> {

@@ -20,6 +20,8 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
@@ -38,6 +40,43 @@ pub const MAX_FILE_BYTES: u64 = 250_000_000_000;
 
 /// Reports progress: bytes the server has acknowledged, and the file size.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+
+/// What the caller of a transfer hears about it, and may veto.
+///
+/// The daemon records each session durably in [`UploadJournal::session_opened`], which runs
+/// after the session is created and before its first byte is sent, so that a restart can
+/// resume it; and it re-checks the local file in [`UploadJournal::before_last_fragment`], so
+/// that a file that changed during the upload is not committed spliced.
+pub trait UploadJournal: Send + Sync {
+    /// A session was opened; an error cancels it and ends the transfer.
+    fn session_opened<'a>(
+        &'a self,
+        _session: &'a UploadSession,
+    ) -> BoxFuture<'a, Result<(), GraphError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    /// A recorded session was resumed with `offset` bytes already on the server.
+    fn resumed(&self, _offset: u64) {}
+
+    /// The server has acknowledged the first `acknowledged` of `total` bytes.
+    fn progressed(&self, _acknowledged: u64, _total: u64) {}
+
+    /// Called before the fragment that would complete the file; an error cancels the session
+    /// and ends the transfer.
+    fn before_last_fragment(&self) -> Result<(), GraphError> {
+        Ok(())
+    }
+}
+
+/// A journal that only reports progress, for interactive uploads.
+pub struct ProgressOnly<'a>(pub Progress<'a>);
+
+impl UploadJournal for ProgressOnly<'_> {
+    fn progressed(&self, acknowledged: u64, total: u64) {
+        (self.0)(acknowledged, total)
+    }
+}
 
 /// How to upload.
 #[derive(Clone, Copy, Debug)]
@@ -100,10 +139,25 @@ pub async fn upload_file<G: GraphApi + ?Sized>(
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
         return Err(local_io(local, not_a_file));
     }
-    upload_open_file(api, file, metadata.len(), local, remote, options, progress).await
+    let journal = ProgressOnly(progress);
+    upload_open_file(
+        api,
+        file,
+        metadata.len(),
+        local,
+        remote,
+        options,
+        &journal,
+        None,
+    )
+    .await
 }
 
 /// Uploads `size` bytes of an open file; `label` names it in errors.
+///
+/// `resume` is a session a previous run opened for this very file: the transfer asks the
+/// server where it stands and goes on from there, or opens a new session if it is gone.
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_open_file<G: GraphApi + ?Sized>(
     api: &G,
     mut file: tokio::fs::File,
@@ -111,7 +165,8 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
     label: &Path,
     remote: &RemotePath,
     options: &UploadOptions,
-    progress: Progress<'_>,
+    journal: &dyn UploadJournal,
+    resume: Option<UploadSession>,
 ) -> Result<Uploaded, GraphError> {
     check_before_sending(api, size, label, remote, options).await?;
     if let Some(parent) = remote.parent().filter(|p| !p.is_root()) {
@@ -122,6 +177,8 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         let mut content = Vec::with_capacity(size as usize);
         let read = (&mut file).take(size).read_to_end(&mut content).await;
         read.map_err(|e| local_io(label, e))?;
+        // The bytes just read are the ones sent, so the file must still be the vetted one.
+        journal.before_last_fragment()?;
         let digest = super::quickxor::digest_of(&content);
         let content = Bytes::from(content);
         let conflict = options.conflict;
@@ -129,7 +186,7 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
             api.upload_small(remote, content.clone(), conflict)
         })
         .await?;
-        progress(size, size);
+        journal.progressed(size, size);
         let item = verified(api, item, remote, size, &digest, &options.retry).await?;
         return Ok(Uploaded {
             item,
@@ -146,9 +203,9 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         size,
         remote,
         options,
-        progress,
+        journal,
     };
-    let (item, digest, sessions) = sender.run().await?;
+    let (item, digest, sessions) = sender.run(resume).await?;
     let item = verified(api, item, remote, size, &digest, &options.retry).await?;
     Ok(Uploaded {
         item,
@@ -180,7 +237,9 @@ async fn check_before_sending<G: GraphApi + ?Sized>(
             source: super::names::NameError::Empty,
         });
     }
-    if size == 0 {
+    // A small file costs little if the drive turns out full (the upload answers 507); asking
+    // for the quota first would double the requests of a burst of small files.
+    if size <= options.simple_upload_threshold_bytes {
         return Ok(());
     }
     let drive = retrying(&options.retry, || api.drive()).await?;
@@ -210,7 +269,7 @@ struct SessionSender<'a, G: ?Sized> {
     size: u64,
     remote: &'a RemotePath,
     options: &'a UploadOptions,
-    progress: Progress<'a>,
+    journal: &'a dyn UploadJournal,
 }
 
 /// Where a session stands: the server's offset and the hash high-water mark.
@@ -223,10 +282,39 @@ struct Cursor {
     failures: u32,
 }
 
+impl Cursor {
+    fn at_start() -> Cursor {
+        Cursor {
+            offset: 0,
+            hasher: QuickXorHash::new(),
+            hashed_to: 0,
+            failures: 0,
+        }
+    }
+}
+
 impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
-    /// Opens sessions until one carries the whole file or the attempts run out.
-    async fn run(&mut self) -> Result<(DriveItem, Digest, u32), GraphError> {
+    /// Resumes `resume` if it is still alive, then opens sessions until one carries the whole
+    /// file or the attempts run out.
+    async fn run(
+        &mut self,
+        resume: Option<UploadSession>,
+    ) -> Result<(DriveItem, Digest, u32), GraphError> {
         let mut sessions = 0;
+        if let Some(session) = resume {
+            sessions += 1;
+            match self.resume(session.clone()).await {
+                Ok(done) => return Ok((done.0, done.1, sessions)),
+                Err(Stop::Fail(err)) => {
+                    self.cancel(&session).await;
+                    return Err(err);
+                }
+                Err(Stop::Restart(err)) => {
+                    tracing::debug!(error = %err, "recorded session unusable; starting anew");
+                    self.cancel(&session).await;
+                }
+            }
+        }
         loop {
             let (api, remote, conflict) = (self.api, self.remote, self.options.conflict);
             let session = retrying(&self.options.retry, || {
@@ -239,8 +327,13 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                 attempt = sessions,
                 "upload session created"
             );
+            if let Err(err) = self.journal.session_opened(&session).await {
+                self.cancel(&session).await;
+                return Err(err);
+            }
 
-            let err = match self.send(session.clone()).await {
+            let cursor = Cursor::at_start();
+            let err = match self.send(session.clone(), cursor).await {
                 Ok((item, digest)) => return Ok((item, digest, sessions)),
                 Err(Stop::Restart(err)) if sessions < self.options.retry.max_attempts => err,
                 Err(Stop::Restart(err) | Stop::Fail(err)) => {
@@ -253,15 +346,75 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
     }
 
-    /// Sends the file through `session`, from byte 0.
-    async fn send(&mut self, mut session: UploadSession) -> Result<(DriveItem, Digest), Stop> {
-        let fragment = self.options.fragment_bytes();
-        let mut cursor = Cursor {
-            offset: 0,
-            hasher: QuickXorHash::new(),
-            hashed_to: 0,
+    /// Continues a session opened by an earlier run from the byte the server expects next.
+    ///
+    /// The bytes before that offset were hashed by the earlier run, which is gone, so they are
+    /// read and hashed once more (not sent).
+    async fn resume(&mut self, session: UploadSession) -> Result<(DriveItem, Digest), Stop> {
+        if session.needs_replacement(OffsetDateTime::now_utc()) {
+            return Err(Stop::Restart(GraphError::SessionExpired {
+                remote: self.remote.to_string(),
+            }));
+        }
+        let api = self.api;
+        let status = retrying(&self.options.retry, || api.session_status(&session)).await;
+        let status = status.map_err(|err| match err.disposition() {
+            Disposition::NewSession => Stop::Restart(err),
+            _ => Stop::Fail(err),
+        })?;
+        let offset = match status {
+            SessionStatus::NextExpected(offset) if offset <= self.size => offset,
+            // The session finished (or vanished) before the crash was recorded: the file
+            // counts as uploaded only if the remote item holds exactly these bytes.
+            SessionStatus::AllReceived | SessionStatus::NotFound => {
+                let digest = self
+                    .hash_prefix(self.size)
+                    .await
+                    .map_err(Stop::Fail)?
+                    .finalize();
+                return self
+                    .find_committed(&digest)
+                    .await
+                    .map(|item| (item, digest));
+            }
+            SessionStatus::NextExpected(_) => {
+                return Err(Stop::Restart(
+                    self.unexpected("a resumed session expects too much"),
+                ))
+            }
+        };
+        let hasher = self.hash_prefix(offset).await.map_err(Stop::Fail)?;
+        tracing::debug!(offset, bytes = self.size, "resuming upload session");
+        self.journal.resumed(offset);
+        let cursor = Cursor {
+            offset,
+            hasher,
+            hashed_to: offset,
             failures: 0,
         };
+        self.send(session, cursor).await
+    }
+
+    /// Hashes the first `len` bytes of the file.
+    async fn hash_prefix(&mut self, len: u64) -> Result<QuickXorHash, GraphError> {
+        let mut hasher = QuickXorHash::new();
+        let mut start = 0;
+        let step = self.options.fragment_bytes();
+        while start < len {
+            let end = (start + step).min(len);
+            hasher.update(&self.read(start, end).await?);
+            start = end;
+        }
+        Ok(hasher)
+    }
+
+    /// Sends the file through `session`, from the cursor on.
+    async fn send(
+        &mut self,
+        mut session: UploadSession,
+        mut cursor: Cursor,
+    ) -> Result<(DriveItem, Digest), Stop> {
+        let fragment = self.options.fragment_bytes();
         loop {
             if session.needs_replacement(OffsetDateTime::now_utc()) {
                 return Err(Stop::Restart(GraphError::SessionExpired {
@@ -269,6 +422,9 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                 }));
             }
             let end = (cursor.offset + fragment).min(self.size);
+            if end == self.size {
+                self.journal.before_last_fragment().map_err(Stop::Fail)?;
+            }
             let content = self.read(cursor.offset, end).await.map_err(Stop::Fail)?;
             if end > cursor.hashed_to {
                 let fresh = (cursor.hashed_to - cursor.offset) as usize;
@@ -293,7 +449,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                     }
                 }
                 Ok(FragmentOutcome::Completed(item)) if cursor.hashed_to == self.size => {
-                    (self.progress)(self.size, self.size);
+                    self.journal.progressed(self.size, self.size);
                     return Ok((*item, cursor.hasher.finalize()));
                 }
                 Ok(FragmentOutcome::Completed(_)) => {
@@ -325,7 +481,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
         cursor.offset = next_expected;
         cursor.failures = 0;
-        (self.progress)(next_expected, self.size);
+        self.journal.progressed(next_expected, self.size);
         tracing::debug!(
             offset = next_expected,
             bytes = self.size,
@@ -415,7 +571,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
             Some(item)
                 if item.size == Some(self.size) && item.quick_xor_hash() == Some(*digest) =>
             {
-                (self.progress)(self.size, self.size);
+                self.journal.progressed(self.size, self.size);
                 Ok(item)
             }
             _ => Err(Stop::Restart(GraphError::SessionExpired {
