@@ -141,6 +141,8 @@ pub(crate) async fn small(body: Body, max: usize) -> Option<Vec<u8>> {
 
 /// Sleeps as needed so that `bytes` since `started` stay within the bandwidth
 /// cap.
+// LIMITATION: the cap applies per request, not to all connections together —
+// enough to make fragments slow, not to model a shared link.
 pub(crate) async fn throttle(started: Instant, bytes: u64, bytes_per_sec: Option<u64>) {
     let Some(rate) = bytes_per_sec.filter(|rate| *rate > 0) else {
         return;

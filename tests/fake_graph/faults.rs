@@ -159,6 +159,8 @@ impl Faults {
     }
 
     /// Checks a request arriving `now` on `connection` against the window.
+    // LIMITATION: a new request on another connection within the grace passes
+    // as one in flight — the fake cannot see when the client sent it.
     pub(crate) fn gate(&self, now: Instant, grace: Duration, connection: u64) -> Gate {
         let Some(window) = &self.window else {
             return Gate::Open;

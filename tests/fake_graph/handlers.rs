@@ -170,6 +170,8 @@ fn create_folder_locked(
             .violating("folder creation without a name"));
     };
     if request.get("file").is_some() {
+        // LIMITATION: POST children creates folders only — the daemon uploads
+        // files with PUT or sessions.
         return Err(Refusal::new(
             400,
             "notSupported",

@@ -329,6 +329,8 @@ pub(crate) fn authorize(inner: &Inner, method: &Method, query: &str) -> Response
             &[("error", "invalid_request"), ("state", &state_param)],
         );
     }
+    // LIMITATION: without auto approval the authorize request is denied at
+    // once — no sign-in page waits for approve_device_code().
     if !state.options.auto_approve_device_code {
         return redirect_with(
             &redirect_uri,

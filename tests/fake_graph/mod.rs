@@ -332,6 +332,8 @@ impl FakeGraph {
         }
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        // LIMITATION: item metadata lives in memory only — a fake restarted on
+        // the same data_dir starts with an empty drive.
         let (temp, data_dir) = match &options.data_dir {
             Some(dir) => (None, dir.clone()),
             None => {

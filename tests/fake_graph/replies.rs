@@ -198,8 +198,8 @@ pub(crate) fn identity_error(
     let correlation_id = request_id();
     let stamp = now_stamp();
     let text = format!(
-        "AADSTS{aadsts}: {description} Trace ID: {trace_id} Correlation ID: {correlation_id} \
-         Timestamp: {stamp}"
+        "AADSTS{aadsts}: {description}\r\nTrace ID: {trace_id}\r\nCorrelation ID: \
+         {correlation_id}\r\nTimestamp: {stamp}"
     );
     let body = json!({
         "error": error,

@@ -46,6 +46,8 @@ pub(crate) struct ConnHandle {
 }
 
 impl ConnHandle {
+    // LIMITATION: on an HTTP/2 connection a kill drops every stream on it —
+    // clients reach the fake over plain http, which is HTTP/1.1.
     fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
     }
