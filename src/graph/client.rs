@@ -406,6 +406,19 @@ impl GraphApi for GraphClient {
     ) -> BoxFuture<'a, Result<(), GraphError>> {
         self.delete_session(session).boxed()
     }
+
+    fn delete_item<'a>(&'a self, item: &'a DriveItem) -> BoxFuture<'a, Result<(), GraphError>> {
+        async move {
+            let url = self.url(&format!("me/drive/items/{}", encode_segment(&item.id)));
+            let operation = "delete item";
+            let response = self.send_api(operation, || self.http.delete(&url)).await?;
+            match response.status() {
+                status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+                _ => Err(refusal(operation, Endpoint::Api, response).await),
+            }
+        }
+        .boxed()
+    }
 }
 
 /// Reads a success body as JSON, or turns an error status into

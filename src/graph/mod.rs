@@ -109,6 +109,9 @@ pub trait GraphApi: Send + Sync {
         session: &'a UploadSession,
     ) -> BoxFuture<'a, Result<(), GraphError>>;
 
+    /// Deletes an item (to the drive's recycle bin); an item already gone is not an error.
+    fn delete_item<'a>(&'a self, item: &'a DriveItem) -> BoxFuture<'a, Result<(), GraphError>>;
+
     /// Creates `path` and any missing parents (`mkdir -p`) and returns the
     /// folder.
     ///

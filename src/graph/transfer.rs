@@ -626,6 +626,14 @@ async fn verified<G: GraphApi + ?Sized>(
 ) -> Result<DriveItem, GraphError> {
     match verify(&item, remote, size, digest) {
         Err(GraphError::HashMissing { .. }) => {}
+        Err(mismatch @ GraphError::IntegrityMismatch { .. }) => {
+            // The item is the one this upload just wrote, and it is wrong: remove it, so that
+            // the next attempt does not meet its own bad copy as a name conflict.
+            if let Err(err) = retrying(policy, || api.delete_item(&item)).await {
+                tracing::warn!(error = %err, "cannot delete a copy that failed verification");
+            }
+            return Err(mismatch);
+        }
         other => return other.map(|()| item),
     }
     retrying(policy, || async {

@@ -191,4 +191,8 @@ impl<G: GraphApi> GraphApi for Paced<G> {
     ) -> BoxFuture<'a, Result<(), GraphError>> {
         self.call(self.inner.cancel_session(session)).boxed()
     }
+
+    fn delete_item<'a>(&'a self, item: &'a DriveItem) -> BoxFuture<'a, Result<(), GraphError>> {
+        self.call(self.inner.delete_item(item)).boxed()
+    }
 }
