@@ -362,10 +362,11 @@ async fn files_too_large_or_over_quota_are_refused_before_uploading() {
         "a request was sent for a file over 250 GB"
     );
 
-    h.fake.set_quota_total(10_000);
+    // Above the simple-upload threshold: small files are left to the server's 507.
+    h.fake.set_quota_total(100_000);
     let err = h
         .upload(
-            &sample_bytes(20_000, 1),
+            &sample_bytes(200_000, 1),
             "/big.bin",
             &small(ConflictPolicy::Fail),
         )
@@ -374,8 +375,8 @@ async fn files_too_large_or_over_quota_are_refused_before_uploading() {
         Err(GraphError::QuotaExceeded {
             bytes, remaining, ..
         }) => {
-            assert_eq!(bytes, 20_000);
-            assert!(remaining <= 10_000);
+            assert_eq!(bytes, 200_000);
+            assert!(remaining <= 100_000);
         }
         other => panic!("expected a quota refusal, got {other:?}"),
     }
