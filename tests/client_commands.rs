@@ -93,6 +93,7 @@ async fn upload_refuses_an_invalid_name_before_any_request() {
         "requests were sent: {:?}",
         fake.requests()
     );
+    fake.assert_no_violations();
 }
 
 #[tokio::test]

@@ -201,6 +201,7 @@ async fn a_pasted_url_from_another_sign_in_is_refused() {
     assert!(stderr.contains("belongs to another sign-in"), "{stderr}");
     assert!(!home.token_path().exists());
     assert!(fake.requests().iter().all(|r| r.route != Route::Token));
+    fake.assert_no_violations();
 }
 
 #[tokio::test]
@@ -250,6 +251,7 @@ async fn an_unknown_client_id_is_explained() {
         "{stderr}"
     );
     assert!(stderr.contains("application.client_id"), "{stderr}");
+    fake.assert_no_violations();
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ async fn the_token_file_is_unreadable_without_its_key() {
         fake.requests().is_empty(),
         "a request was sent without a token"
     );
+    fake.assert_no_violations();
 }
 
 #[tokio::test]
@@ -235,4 +236,5 @@ async fn commands_before_any_login_say_how_to_log_in() {
     let stderr = failure(&home.run(&["ls"]).await);
     assert!(stderr.contains("onedrive-syncd login"), "{stderr}");
     assert!(fake.requests().is_empty());
+    fake.assert_no_violations();
 }

@@ -334,6 +334,7 @@ async fn an_invalid_name_is_refused_before_any_request() {
         "requests were sent: {:?}",
         h.fake.requests()
     );
+    h.fake.assert_no_violations();
 }
 
 #[tokio::test]
