@@ -237,9 +237,7 @@ async fn check_before_sending<G: GraphApi + ?Sized>(
             source: super::names::NameError::Empty,
         });
     }
-    // A small file costs little if the drive turns out full (the upload answers 507); asking
-    // for the quota first would double the requests of a burst of small files.
-    if size <= options.simple_upload_threshold_bytes {
+    if size == 0 {
         return Ok(());
     }
     let drive = retrying(&options.retry, || api.drive()).await?;

@@ -5,11 +5,14 @@
 //! limit or the Retry-After gate, whichever code path sends it (folder creation, fragments,
 //! status queries, verification look-ups). The folder memo saves the look-ups that `mkdir -p`
 //! would otherwise repeat for every file of a busy outbox folder; it is forgotten when an
-//! upload reports a missing parent, so a folder deleted on OneDrive is made again.
+//! upload reports a missing parent, so a folder deleted on OneDrive is made again. Likewise
+//! the drive (with its quota, which every upload checks first) is asked for at most once per
+//! [`DRIVE_MEMO_TTL`]; an upload that a stale figure lets through is refused by OneDrive with
+//! 507 instead, which pauses the job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -22,6 +25,9 @@ use crate::graph::{
     SessionStatus, UploadSession,
 };
 
+/// How long a fetched drive (and its quota) is reused.
+pub const DRIVE_MEMO_TTL: Duration = Duration::from_secs(30);
+
 /// How long the gate closes on a 429 or 503 that came without `Retry-After`.
 const DEFAULT_HOLD_OFF: Duration = Duration::from_secs(5);
 
@@ -32,6 +38,8 @@ pub struct Paced<G> {
     pacer: Arc<Pacer>,
     /// Folders known to exist, by lower-cased path (OneDrive names ignore case).
     folders: Mutex<HashMap<String, DriveItem>>,
+    /// The drive as last fetched, and when.
+    drive: Mutex<Option<(Instant, Drive)>>,
 }
 
 impl<G: GraphApi> Paced<G> {
@@ -41,6 +49,7 @@ impl<G: GraphApi> Paced<G> {
             inner,
             pacer,
             folders: Mutex::new(HashMap::new()),
+            drive: Mutex::new(None),
         }
     }
 
@@ -122,7 +131,17 @@ impl<G: GraphApi> GraphApi for Paced<G> {
     }
 
     fn drive(&self) -> BoxFuture<'_, Result<Drive, GraphError>> {
-        self.call(self.inner.drive()).boxed()
+        async move {
+            let memo = self.drive.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some((_, drive)) = memo.filter(|(at, _)| at.elapsed() < DRIVE_MEMO_TTL) {
+                return Ok(drive);
+            }
+            let drive = self.call(self.inner.drive()).await?;
+            *self.drive.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((Instant::now(), drive.clone()));
+            Ok(drive)
+        }
+        .boxed()
     }
 
     fn item_by_path<'a>(
