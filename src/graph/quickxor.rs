@@ -8,6 +8,11 @@
 //!
 //! The hasher is streaming: the uploader feeds each byte exactly once, in file order, as it
 //! reads fragments, so a resent fragment must not be fed again.
+//!
+//! Speed: the shift of byte `i` depends only on `i mod 160` (160 × 11 bits is a whole number of
+//! turns of the register), and XOR is linear, so bytes 160 apart land in the same place. The
+//! hasher therefore XORs the input into a 160-byte accumulator, which the compiler vectorises,
+//! and spreads the accumulator over the register only when the digest is asked for.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -16,8 +21,8 @@ use base64::Engine as _;
 const WIDTH_BITS: usize = 160;
 /// How far each successive input byte is shifted.
 const SHIFT_BITS: usize = 11;
-/// The register is kept as three 64-bit cells; the last one holds only 32 bits.
-const CELLS: usize = 3;
+/// After this many bytes the shifts repeat.
+const PERIOD: usize = WIDTH_BITS;
 
 /// Length of a digest in bytes.
 pub const DIGEST_LEN: usize = WIDTH_BITS / 8;
@@ -28,9 +33,8 @@ pub type Digest = [u8; DIGEST_LEN];
 /// Streaming quickXorHash state.
 #[derive(Clone, Debug)]
 pub struct QuickXorHash {
-    cells: [u64; CELLS],
-    /// Bit offset at which the next input byte lands.
-    shift: usize,
+    /// Slot `k` holds the XOR of every input byte whose position is `k` modulo 160.
+    folded: [u8; PERIOD],
     /// Total number of bytes fed so far.
     length: u64,
 }
@@ -45,8 +49,7 @@ impl QuickXorHash {
     /// A hasher that has seen no input.
     pub fn new() -> Self {
         Self {
-            cells: [0; CELLS],
-            shift: 0,
+            folded: [0; PERIOD],
             length: 0,
         }
     }
@@ -62,45 +65,56 @@ impl QuickXorHash {
     }
 
     /// Feeds the next bytes of the input.
-    pub fn update(&mut self, data: &[u8]) {
-        let mut shift = self.shift;
-        for &byte in data {
-            let cell = shift / 64;
-            let bit = shift % 64;
-            let value = u64::from(byte);
-            self.cells[cell] ^= value << bit;
-            // A byte that straddles a cell boundary spills its high bits into the next cell;
-            // the last cell is only 32 bits wide, so it wraps to the first.
-            let cell_width = if cell == CELLS - 1 {
-                WIDTH_BITS - 128
-            } else {
-                64
-            };
-            if bit + 8 > cell_width {
-                let next = (cell + 1) % CELLS;
-                self.cells[next] ^= value >> (cell_width - bit);
-            }
-            shift = (shift + SHIFT_BITS) % WIDTH_BITS;
+    pub fn update(&mut self, mut data: &[u8]) {
+        let total = data.len() as u64;
+        let mut slot = (self.length % PERIOD as u64) as usize;
+
+        // Bring the slot back to 0 so that the bulk of the input folds in whole periods.
+        if slot != 0 {
+            let head = data.len().min(PERIOD - slot);
+            xor_into(&mut self.folded[slot..slot + head], &data[..head]);
+            data = &data[head..];
+            slot = (slot + head) % PERIOD;
         }
-        self.shift = shift;
-        self.length += data.len() as u64;
+        let mut periods = data.chunks_exact(PERIOD);
+        for period in &mut periods {
+            xor_into(&mut self.folded, period);
+        }
+        let tail = periods.remainder();
+        xor_into(&mut self.folded[slot..slot + tail.len()], tail);
+
+        self.length += total;
     }
 
     /// The digest of everything fed so far.
     pub fn finalize(&self) -> Digest {
-        let mut digest = [0u8; DIGEST_LEN];
-        digest[0..8].copy_from_slice(&self.cells[0].to_le_bytes());
-        digest[8..16].copy_from_slice(&self.cells[1].to_le_bytes());
-        digest[16..20].copy_from_slice(&self.cells[2].to_le_bytes()[0..4]);
-        for (slot, len_byte) in digest[12..20].iter_mut().zip(self.length.to_le_bytes()) {
+        // The 160-bit register as little-endian bytes, with room for a byte that wraps.
+        let mut register = [0u8; DIGEST_LEN];
+        for (position, &byte) in self.folded.iter().enumerate() {
+            let bit_offset = (position * SHIFT_BITS) % WIDTH_BITS;
+            let (index, shift) = (bit_offset / 8, bit_offset % 8);
+            let spread = u16::from(byte) << shift;
+            register[index] ^= spread as u8;
+            register[(index + 1) % DIGEST_LEN] ^= (spread >> 8) as u8;
+        }
+        for (slot, len_byte) in register[DIGEST_LEN - 8..]
+            .iter_mut()
+            .zip(self.length.to_le_bytes())
+        {
             *slot ^= len_byte;
         }
-        digest
+        register
     }
 
     /// The digest of everything fed so far, base64-encoded as Graph sends it.
     pub fn finalize_base64(&self) -> String {
         to_base64(&self.finalize())
+    }
+}
+
+fn xor_into(target: &mut [u8], source: &[u8]) {
+    for (t, s) in target.iter_mut().zip(source) {
+        *t ^= s;
     }
 }
 
@@ -195,6 +209,44 @@ mod tests {
                 hasher.finalize_base64(),
                 expected,
                 "input {input}, bytewise"
+            );
+        }
+    }
+
+    /// The algorithm as specified, one bit at a time: slow, but obviously right.
+    fn digest_bit_by_bit(data: &[u8]) -> Digest {
+        let mut register = [false; WIDTH_BITS];
+        for (i, byte) in data.iter().enumerate() {
+            for bit in 0..8 {
+                if byte >> bit & 1 == 1 {
+                    let at = (i * SHIFT_BITS + bit) % WIDTH_BITS;
+                    register[at] = !register[at];
+                }
+            }
+        }
+        let mut digest = [0u8; DIGEST_LEN];
+        for (at, set) in register.iter().enumerate() {
+            digest[at / 8] |= u8::from(*set) << (at % 8);
+        }
+        for (slot, len_byte) in digest[12..]
+            .iter_mut()
+            .zip((data.len() as u64).to_le_bytes())
+        {
+            *slot ^= len_byte;
+        }
+        digest
+    }
+
+    #[test]
+    fn folded_hash_equals_the_specification_for_every_length_around_the_period() {
+        let data: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in (0..=481).chain([999, 1000]) {
+            assert_eq!(
+                digest_of(&data[..len]),
+                digest_bit_by_bit(&data[..len]),
+                "length {len}"
             );
         }
     }
