@@ -3,8 +3,8 @@
 //! Sources: Microsoft's "Restrictions and limitations in OneDrive and SharePoint" and the
 //! Graph addressing page. Personal OneDrive refuses the characters `" * : < > ? / \ |`,
 //! leading or trailing spaces, a trailing dot, a set of reserved names (case-insensitive,
-//! with or without an extension), `_vti_` anywhere and a `~$` prefix; the decoded path must be
-//! shorter than 400 characters. Names compare case-insensitively on the server.
+//! with or without an extension), `_vti_` anywhere, a `~$` prefix and `forms` as a top-level
+//! folder; the decoded path must be shorter than 400 characters. Names compare case-insensitively on the server.
 
 /// Characters OneDrive refuses anywhere in a name.
 pub const INVALID_CHARACTERS: &[char] = &['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
@@ -35,8 +35,12 @@ pub enum NameError {
         /// The first refused character.
         character: char,
     },
-    /// The name contains a control character such as a newline.
-    #[error("`{}` contains a control character (such as a newline)", name.escape_debug())]
+    /// The name contains a control character such as a newline, or a character from the
+    /// Specials block (U+FFF0 to U+FFFF), which Graph answers with an HTML error page.
+    #[error(
+        "`{}` contains a control or special character (such as a newline or U+FFFD)",
+        name.escape_debug()
+    )]
     ControlCharacter {
         /// The name.
         name: String,
@@ -78,7 +82,10 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
             character,
         });
     }
-    if name.chars().any(char::is_control) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || ('\u{FFF0}'..='\u{FFFF}').contains(&c))
+    {
         return Err(NameError::ControlCharacter {
             name: name.to_string(),
         });
@@ -127,6 +134,11 @@ pub fn split_path(path: &str) -> Result<Vec<String>, NameError> {
     let segments = trimmed.split('/').map(String::from).collect::<Vec<_>>();
     for segment in &segments {
         check_name(segment)?;
+    }
+    if segments[0].eq_ignore_ascii_case("forms") {
+        return Err(NameError::Reserved {
+            name: segments[0].clone(),
+        });
     }
     Ok(segments)
 }
@@ -202,6 +214,10 @@ mod tests {
             check_name("a\nb"),
             Err(NameError::ControlCharacter { .. })
         ));
+        assert!(matches!(
+            check_name("a\u{FFFD}b"),
+            Err(NameError::ControlCharacter { .. })
+        ));
     }
 
     #[test]
@@ -212,6 +228,14 @@ mod tests {
             Ok(vec!["a".to_string(), "b".to_string()])
         );
         assert_eq!(split_path("a//b"), Err(NameError::Empty));
+        assert!(matches!(
+            split_path("/Forms/x"),
+            Err(NameError::Reserved { .. })
+        ));
+        assert_eq!(
+            split_path("/a/forms"),
+            Ok(vec!["a".to_string(), "forms".to_string()])
+        );
         let long = "x/".repeat(200);
         assert!(matches!(
             split_path(&long),
