@@ -81,7 +81,7 @@ pub(super) fn connect(cli: &Cli) -> Result<Connection, CliError> {
 
 /// Starts logging and the runtime, after checking the application is
 /// configured.
-fn start(config: &Config) -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn start(config: &Config) -> Result<tokio::runtime::Runtime, CliError> {
     crate::telemetry::init(&config.logging.level, config.logging.journald);
     if config.application.client_id.trim().is_empty() {
         return Err(CliError::Operator(format!(

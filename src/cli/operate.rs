@@ -88,20 +88,9 @@ pub struct RetryArgs {
 /// Runs the daemon.
 pub fn run(cli: &Cli, _args: &RunArgs) -> Result<(), CliError> {
     let config = cli.load_config()?;
-    crate::telemetry::init(&config.logging.level, config.logging.journald);
-    if config.application.client_id.trim().is_empty() {
-        return Err(CliError::Operator(format!(
-            "application.client_id is not set in {}; put the application (client) id of your \
-             app registration there",
-            config.source.display()
-        )));
-    }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|err| CliError::Runtime(anyhow::Error::new(err).context("starting tokio")))?;
-    runtime.block_on(crate::daemon::run(config)).map_err(|err| {
-        tracing::error!(error = format!("{err:#}"), "daemon stopped on an error");
-        CliError::Runtime(err)
-    })
+    let runtime = super::account::start(&config)?;
+    // The error is printed once, on stderr, which systemd puts in the journal.
+    runtime.block_on(crate::daemon::run(config)).map_err(CliError::Runtime)
 }
 
 /// Shows the daemon's state.
