@@ -1,7 +1,8 @@
-//! onedrive-syncd: uploads files dropped into outbox folders to a personal Microsoft OneDrive.
+//! onedrive-syncd: uploads files dropped into outbox folders to a personal
+//! Microsoft OneDrive.
 //!
-//! The crate is split along the parts named in the design brief. Each module owns one concern
-//! and states its invariants in its own header:
+//! The crate is split along the parts named in the design brief. Each module
+//! owns one concern and states its invariants in its own header:
 //!
 //! - [`config`]: the TOML schema, environment overrides and validation;
 //! - [`telemetry`]: the `tracing` subscriber (stderr or journald);

@@ -1,4 +1,5 @@
-//! The `onedrive-syncd` binary: parses the command line and hands over to [`cli`].
+//! The `onedrive-syncd` binary: parses the command line and hands over to
+//! [`cli`].
 
 use std::process::ExitCode;
 

@@ -1,9 +1,10 @@
 //! Logging: one place that sets up the `tracing` subscriber.
 //!
-//! Lines go to journald, with structured fields, when the process runs under systemd with its
-//! stderr connected to the journal (`JOURNAL_STREAM`) or when the configuration asks for it;
-//! otherwise to stderr as human-readable lines. The filter comes from `RUST_LOG` when set,
-//! else from the configured level. Secrets never reach a log line: they are wrapped in
+//! Lines go to journald, with structured fields, when the process runs under
+//! systemd with its stderr connected to the journal (`JOURNAL_STREAM`) or when
+//! the configuration asks for it; otherwise to stderr as human-readable lines.
+//! The filter comes from `RUST_LOG` when set, else from the configured level.
+//! Secrets never reach a log line: they are wrapped in
 //! [`crate::secrets::Secret`], whose `Debug` prints a redaction.
 
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -24,7 +25,8 @@ pub enum Destination {
     Stderr,
 }
 
-/// Decides the destination from the configured mode and whether stderr is the journal.
+/// Decides the destination from the configured mode and whether stderr is the
+/// journal.
 pub fn choose_destination(mode: JournaldMode, stderr_is_journal: bool) -> Destination {
     match mode {
         JournaldMode::Always => Destination::Journald,
@@ -36,8 +38,8 @@ pub fn choose_destination(mode: JournaldMode, stderr_is_journal: bool) -> Destin
 
 /// Installs the global subscriber. Call once, early; later calls do nothing.
 ///
-/// Falls back to stderr when journald was chosen but its socket cannot be reached, so that a
-/// misconfigured host still shows its logs somewhere.
+/// Falls back to stderr when journald was chosen but its socket cannot be
+/// reached, so that a misconfigured host still shows its logs somewhere.
 pub fn init(level: &str, mode: JournaldMode) {
     let filter = EnvFilter::try_from_env(FILTER_ENV)
         .or_else(|_| EnvFilter::try_new(level))
@@ -50,7 +52,8 @@ pub fn init(level: &str, mode: JournaldMode) {
     };
     let stderr = match journald {
         Some(_) => None,
-        // Under systemd the journal stamps each line itself, so time and colour would be noise.
+        // Under systemd the journal stamps each line itself, so time and colour
+        // would be noise.
         None => Some(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)

@@ -1,5 +1,5 @@
-//! Configuration: the example is valid, every class of mistake names its line and column, and
-//! the environment overrides the file.
+//! Configuration: the example is valid, every class of mistake names its line
+//! and column, and the environment overrides the file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,9 +1,10 @@
 //! The command line: subcommands, what they print, and exit codes.
 //!
-//! Errors are split in two. A [`CliError::Operator`] is something an admin can fix (bad
-//! configuration, a missing login, a refused file) and is printed as a plain sentence; anything
-//! else is a runtime failure, printed with its cause chain. Both go to stderr; stdout carries
-//! only what a command was asked to show, so it can be piped.
+//! Errors are split in two. A [`CliError::Operator`] is something an admin can
+//! fix (bad configuration, a missing login, a refused file) and is printed as a
+//! plain sentence; anything else is a runtime failure, printed with its cause
+//! chain. Both go to stderr; stdout carries only what a command was asked to
+//! show, so it can be piped.
 
 mod account;
 mod check_config;
@@ -65,7 +66,8 @@ pub enum Command {
         after_help = "Example:\n  onedrive-syncd check-config /etc/onedrive-syncd/config.toml"
     )]
     CheckConfig(check_config::Args),
-    /// Sign in to OneDrive and store the refresh token (creates the encryption key if absent).
+    /// Sign in to OneDrive and store the refresh token (creates the encryption
+    /// key if absent).
     #[command(after_help = account::LOGIN_HELP)]
     Login(account::LoginArgs),
     /// Show the signed-in account, its drive and the quota.
@@ -118,7 +120,8 @@ impl CliError {
 }
 
 impl Cli {
-    /// The configuration path in effect: `--config`, `$ONEDRIVE_SYNCD_CONFIG`, or the default.
+    /// The configuration path in effect: `--config`, `$ONEDRIVE_SYNCD_CONFIG`,
+    /// or the default.
     pub fn config_path(&self) -> PathBuf {
         self.config
             .clone()

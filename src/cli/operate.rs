@@ -1,7 +1,9 @@
-//! `run`, `status`, `history` and `retry`: the daemon and the commands that look after it.
+//! `run`, `status`, `history` and `retry`: the daemon and the commands that
+//! look after it.
 //!
-//! While the daemon runs it holds the queue database, so the other commands ask it over the
-//! control socket; when it does not run, they open the database themselves.
+//! While the daemon runs it holds the queue database, so the other commands ask
+//! it over the control socket; when it does not run, they open the database
+//! themselves.
 
 use std::path::Path;
 
@@ -90,7 +92,9 @@ pub fn run(cli: &Cli, _args: &RunArgs) -> Result<(), CliError> {
     let config = cli.load_config()?;
     let runtime = super::account::start(&config)?;
     // The error is printed once, on stderr, which systemd puts in the journal.
-    runtime.block_on(crate::daemon::run(config)).map_err(CliError::Runtime)
+    runtime
+        .block_on(crate::daemon::run(config))
+        .map_err(CliError::Runtime)
 }
 
 /// Shows the daemon's state.

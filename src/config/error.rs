@@ -94,7 +94,8 @@ pub enum ConfigError {
     Invalid {
         /// Where.
         location: Location,
-        /// The full key, such as `uploader.fragment_size` or `mapping[2].local_path`.
+        /// The full key, such as `uploader.fragment_size` or
+        /// `mapping[2].local_path`.
         key: String,
         /// What is wrong and how to fix it.
         message: String,
@@ -156,7 +157,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+/// The closest of `candidates` to `word`, if it is close enough to be a likely
+/// typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     candidates
         .into_iter()

@@ -1,12 +1,15 @@
 //! Configuration: the TOML schema, environment overrides and validation.
 //!
-//! Loading happens in two stages, so that every error can name where it came from:
+//! Loading happens in two stages, so that every error can name where it came
+//! from:
 //!
-//! 1. [`raw`] deserialises the file into `RawConfig`, keeping the byte span of every value an
-//!    error may need to point at, then applies `ONEDRIVE_SYNCD_*` environment overrides;
-//! 2. [`validate`] turns the raw form into the typed [`Config`] below, collecting every
-//!    problem (not just the first) as a [`ConfigError`] with file, line and column, or with the
-//!    environment variable that set the value.
+//! 1. [`raw`] deserialises the file into `RawConfig`, keeping the byte span of
+//!    every value an error may need to point at, then applies
+//!    `ONEDRIVE_SYNCD_*` environment overrides;
+//! 2. [`validate`] turns the raw form into the typed [`Config`] below,
+//!    collecting every problem (not just the first) as a [`ConfigError`] with
+//!    file, line and column, or with the environment variable that set the
+//!    value.
 //!
 //! Nothing here touches the network; the only I/O is reading the file.
 
@@ -19,13 +22,15 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 
-/// Where the configuration lives unless `--config` or `ONEDRIVE_SYNCD_CONFIG` says otherwise.
+/// Where the configuration lives unless `--config` or `ONEDRIVE_SYNCD_CONFIG`
+/// says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/onedrive-syncd/config.toml";
 
 /// Prefix of every environment variable that overrides a setting.
 pub const ENV_PREFIX: &str = "ONEDRIVE_SYNCD_";
 
-/// Upload fragments must be a multiple of this many bytes (320 KiB), except the last.
+/// Upload fragments must be a multiple of this many bytes (320 KiB), except the
+/// last.
 pub const FRAGMENT_ALIGNMENT_BYTES: u64 = 320 * 1024;
 
 /// Graph refuses fragments of 60 MiB or more.
@@ -57,7 +62,8 @@ pub struct Config {
 pub struct ApplicationConfig {
     /// Application (client) id of the app registration.
     pub client_id: String,
-    /// Tenant segment of the identity endpoints: `consumers` for personal accounts.
+    /// Tenant segment of the identity endpoints: `consumers` for personal
+    /// accounts.
     pub tenant: String,
     /// Base URL of the identity platform, without the tenant segment.
     pub authority_url: url::Url,
@@ -74,7 +80,8 @@ pub enum TokenStoreConfig {
     EncryptedFile {
         /// The encrypted token file.
         path: PathBuf,
-        /// The 256-bit key file, used when no systemd credential provides the key.
+        /// The 256-bit key file, used when no systemd credential provides the
+        /// key.
         key_path: PathBuf,
         /// Name of the systemd credential that holds the key, if any.
         credential_name: String,
@@ -97,9 +104,11 @@ pub struct UploaderConfig {
     pub workers: usize,
     /// Graph requests per second for the whole process.
     pub requests_per_second: u32,
-    /// Size of one upload-session fragment; a multiple of 320 KiB, under 60 MiB.
+    /// Size of one upload-session fragment; a multiple of 320 KiB, under 60
+    /// MiB.
     pub fragment_size_bytes: u64,
-    /// Files up to this size go by simple upload; larger ones by upload session.
+    /// Files up to this size go by simple upload; larger ones by upload
+    /// session.
     pub simple_upload_threshold_bytes: u64,
     /// Immediate retries of one request before the job is rescheduled.
     pub retries: u32,
@@ -110,8 +119,9 @@ pub struct UploaderConfig {
 /// How the outboxes are watched.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WatchConfig {
-    /// How often every mapping root is walked even without file events: the safety net for
-    /// anything inotify did not report (a file finished through a hard link, a lost event).
+    /// How often every mapping root is walked even without file events: the
+    /// safety net for anything inotify did not report (a file finished through
+    /// a hard link, a lost event).
     pub rescan_interval: Duration,
 }
 
@@ -176,7 +186,8 @@ pub struct Mapping {
     pub name: String,
     /// Absolute local folder that is watched.
     pub local_path: PathBuf,
-    /// OneDrive folder, as `/`-separated segments below the drive root (empty = the root).
+    /// OneDrive folder, as `/`-separated segments below the drive root (empty =
+    /// the root).
     pub remote_path: Vec<String>,
     /// Whether subfolders are watched and mirrored.
     pub recursive: bool,
@@ -184,7 +195,8 @@ pub struct Mapping {
     pub include: Vec<String>,
     /// Files matching one of these globs are never uploaded.
     pub exclude: Vec<String>,
-    /// How long size and mtime must stay unchanged before a file counts as complete.
+    /// How long size and mtime must stay unchanged before a file counts as
+    /// complete.
     pub settle_time: Duration,
     /// What to do on a name conflict.
     pub conflict: ConflictPolicy,
@@ -202,12 +214,14 @@ impl Mapping {
 }
 
 impl Config {
-    /// Reads, overrides from the process environment, and validates the file at `path`.
+    /// Reads, overrides from the process environment, and validates the file at
+    /// `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         Self::load_with_env(path, std::env::vars())
     }
 
-    /// Like [`Config::load`], with the environment given explicitly (for tests).
+    /// Like [`Config::load`], with the environment given explicitly (for
+    /// tests).
     pub fn load_with_env(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,

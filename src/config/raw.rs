@@ -1,8 +1,9 @@
 //! The configuration as written: serde types that keep the span of every value.
 //!
-//! Every leaf is optional here; defaults are filled in by validation, so that an error can
-//! still point at what the admin wrote. Environment overrides replace a value and remember
-//! which variable set it, so that an error about it names the variable instead of a line.
+//! Every leaf is optional here; defaults are filled in by validation, so that
+//! an error can still point at what the admin wrote. Environment overrides
+//! replace a value and remember which variable set it, so that an error about
+//! it names the variable instead of a line.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -159,7 +160,8 @@ pub fn env_var_name(section: &str, key: &str) -> String {
 }
 
 impl RawConfig {
-    /// Deserialises configuration text, reporting the first structural problem with its place.
+    /// Deserialises configuration text, reporting the first structural problem
+    /// with its place.
     pub fn from_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigErrors> {
         toml::from_str(text)
             .map_err(|err| ConfigErrors::single(describe_toml_error(path, text, &err)))
@@ -167,8 +169,9 @@ impl RawConfig {
 
     /// Applies `ONEDRIVE_SYNCD_<SECTION>_<KEY>` variables from `env`.
     ///
-    /// Returns which key each variable overrode. An unknown variable with the prefix is an
-    /// error, since a typo there would otherwise be ignored silently.
+    /// Returns which key each variable overrode. An unknown variable with the
+    /// prefix is an error, since a typo there would otherwise be ignored
+    /// silently.
     pub fn apply_env(
         &mut self,
         _path: &Path,
@@ -273,7 +276,8 @@ impl RawConfig {
     }
 }
 
-/// Turns a `toml` error into one that names the line and, for unknown keys, suggests one.
+/// Turns a `toml` error into one that names the line and, for unknown keys,
+/// suggests one.
 fn describe_toml_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let location = match err.span() {
         Some(span) => Location::in_file(path, text, span),

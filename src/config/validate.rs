@@ -1,7 +1,8 @@
-//! From [`RawConfig`] to [`Config`]: defaults, types, and every rule a value must follow.
+//! From [`RawConfig`] to [`Config`]: defaults, types, and every rule a value
+//! must follow.
 //!
-//! Validation collects all problems rather than stopping at the first, so that one run of
-//! `check-config` shows an admin everything to fix.
+//! Validation collects all problems rather than stopping at the first, so that
+//! one run of `check-config` shows an admin everything to fix.
 
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -18,7 +19,8 @@ use super::{
 };
 use crate::graph::names;
 
-/// Defaults, in one place so the example file and the README can be checked against them.
+/// Defaults, in one place so the example file and the README can be checked
+/// against them.
 pub mod defaults {
     /// Identity endpoints for personal Microsoft accounts.
     pub const TENANT: &str = "consumers";
@@ -30,7 +32,8 @@ pub mod defaults {
     pub const SCOPES: &[&str] = &["Files.ReadWrite", "offline_access"];
     /// The encrypted refresh-token file.
     pub const TOKEN_PATH: &str = "/var/lib/onedrive-syncd/token.enc";
-    /// The key that encrypts the token file when no systemd credential provides one.
+    /// The key that encrypts the token file when no systemd credential provides
+    /// one.
     pub const KEY_PATH: &str = "/etc/onedrive-syncd/token.key";
     /// The systemd credential that may provide the key.
     pub const CREDENTIAL_NAME: &str = "onedrive-syncd-token-key";
@@ -574,11 +577,12 @@ impl Validator<'_> {
         }
     }
 
-    /// Refuses two mappings whose local roots are the same or nested: a file would belong to
-    /// both, and one mapping's uploads would race the other's.
+    /// Refuses two mappings whose local roots are the same or nested: a file
+    /// would belong to both, and one mapping's uploads would race the other's.
     fn check_overlaps(&mut self, raw: &[Spanned<RawMapping>], mappings: &[Mapping]) {
         if mappings.len() != raw.len() {
-            // A mapping already failed validation; overlap indices would not line up.
+            // A mapping already failed validation; overlap indices would not
+            // line up.
             return;
         }
         for (i, outer) in mappings.iter().enumerate() {

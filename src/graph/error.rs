@@ -196,7 +196,8 @@ pub enum GraphError {
         /// What was wrong with it.
         detail: String,
     },
-    /// The local file changed while it was being uploaded; nothing was committed.
+    /// The local file changed while it was being uploaded; nothing was
+    /// committed.
     #[error("{} changed while it was being uploaded; the upload was abandoned", path.display())]
     LocalFileChanged {
         /// The local file.

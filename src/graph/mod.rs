@@ -109,7 +109,8 @@ pub trait GraphApi: Send + Sync {
         session: &'a UploadSession,
     ) -> BoxFuture<'a, Result<(), GraphError>>;
 
-    /// Deletes an item (to the drive's recycle bin); an item already gone is not an error.
+    /// Deletes an item (to the drive's recycle bin); an item already gone is
+    /// not an error.
     fn delete_item<'a>(&'a self, item: &'a DriveItem) -> BoxFuture<'a, Result<(), GraphError>>;
 
     /// Creates `path` and any missing parents (`mkdir -p`) and returns the
@@ -126,8 +127,9 @@ pub trait GraphApi: Send + Sync {
     }
 }
 
-/// `mkdir -p` over any [`GraphApi`]: what [`GraphApi::ensure_folder`] does by default, for
-/// implementations that wrap it (to cache or pace) and still need the walk itself.
+/// `mkdir -p` over any [`GraphApi`]: what [`GraphApi::ensure_folder`] does by
+/// default, for implementations that wrap it (to cache or pace) and still need
+/// the walk itself.
 pub async fn ensure_folder_path<G: GraphApi + ?Sized>(
     api: &G,
     path: &RemotePath,

@@ -1,15 +1,19 @@
-//! OneDrive's rules for item names and paths, checked before any request is sent.
+//! OneDrive's rules for item names and paths, checked before any request is
+//! sent.
 //!
-//! Sources: Microsoft's "Restrictions and limitations in OneDrive and SharePoint" and the
-//! Graph addressing page. Personal OneDrive refuses the characters `" * : < > ? / \ |`,
-//! leading or trailing spaces, a trailing dot, a set of reserved names (case-insensitive,
-//! with or without an extension), `_vti_` anywhere, a `~$` prefix and `forms` as a top-level
-//! folder; the decoded path must be shorter than 400 characters. Names compare case-insensitively on the server.
+//! Sources: Microsoft's "Restrictions and limitations in OneDrive and
+//! SharePoint" and the Graph addressing page. Personal OneDrive refuses the
+//! characters `" * : < > ? / \ |`, leading or trailing spaces, a trailing dot,
+//! a set of reserved names (case-insensitive, with or without an extension),
+//! `_vti_` anywhere, a `~$` prefix and `forms` as a top-level folder; the
+//! decoded path must be shorter than 400 characters. Names compare
+//! case-insensitively on the server.
 
 /// Characters OneDrive refuses anywhere in a name.
 pub const INVALID_CHARACTERS: &[char] = &['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
 
-/// Names OneDrive reserves, compared case-insensitively, alone or before an extension.
+/// Names OneDrive reserves, compared case-insensitively, alone or before an
+/// extension.
 const RESERVED_STEMS: &[&str] = &[
     "CON", "PRN", "AUX", "NUL", "COM0", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
     "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
@@ -35,8 +39,9 @@ pub enum NameError {
         /// The first refused character.
         character: char,
     },
-    /// The name contains a control character such as a newline, or a character from the
-    /// Specials block (U+FFF0 to U+FFFF), which Graph answers with an HTML error page.
+    /// The name contains a control character such as a newline, or a character
+    /// from the Specials block (U+FFF0 to U+FFFF), which Graph answers with an
+    /// HTML error page.
     #[error(
         "`{}` contains a control or special character (such as a newline or U+FFFD)",
         name.escape_debug()
@@ -119,9 +124,11 @@ fn is_reserved(name: &str) -> bool {
         || lower.starts_with("~$")
 }
 
-/// Splits a `/`-separated path into names and checks each, and the total length.
+/// Splits a `/`-separated path into names and checks each, and the total
+/// length.
 ///
-/// Leading and trailing slashes are ignored, so `/`, `` and `/a/b/` are all accepted.
+/// Leading and trailing slashes are ignored, so `/`, `` and `/a/b/` are all
+/// accepted.
 pub fn split_path(path: &str) -> Result<Vec<String>, NameError> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {

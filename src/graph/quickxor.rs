@@ -1,18 +1,20 @@
 //! quickXorHash, the content hash OneDrive computes for every file.
 //!
-//! It is the only hash Microsoft guarantees on personal and business drives alike, so the
-//! uploader verifies every upload with it. The algorithm, as Microsoft specifies it: a 160-bit
-//! circular register; byte `i` of the input is XORed into the register at bit offset
-//! `(11 * i) mod 160`; at the end the input length, as a 64-bit little-endian integer, is XORed
-//! into bytes 12..20 of the digest. The digest is sent base64-encoded.
+//! It is the only hash Microsoft guarantees on personal and business drives
+//! alike, so the uploader verifies every upload with it. The algorithm, as
+//! Microsoft specifies it: a 160-bit circular register; byte `i` of the input
+//! is XORed into the register at bit offset `(11 * i) mod 160`; at the end the
+//! input length, as a 64-bit little-endian integer, is XORed into bytes 12..20
+//! of the digest. The digest is sent base64-encoded.
 //!
-//! The hasher is streaming: the uploader feeds each byte exactly once, in file order, as it
-//! reads fragments, so a resent fragment must not be fed again.
+//! The hasher is streaming: the uploader feeds each byte exactly once, in file
+//! order, as it reads fragments, so a resent fragment must not be fed again.
 //!
-//! Speed: the shift of byte `i` depends only on `i mod 160` (160 × 11 bits is a whole number of
-//! turns of the register), and XOR is linear, so bytes 160 apart land in the same place. The
-//! hasher therefore XORs the input into a 160-byte accumulator, which the compiler vectorises,
-//! and spreads the accumulator over the register only when the digest is asked for.
+//! Speed: the shift of byte `i` depends only on `i mod 160` (160 × 11 bits is a
+//! whole number of turns of the register), and XOR is linear, so bytes 160
+//! apart land in the same place. The hasher therefore XORs the input into a
+//! 160-byte accumulator, which the compiler vectorises, and spreads the
+//! accumulator over the register only when the digest is asked for.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -33,7 +35,8 @@ pub type Digest = [u8; DIGEST_LEN];
 /// Streaming quickXorHash state.
 #[derive(Clone, Debug)]
 pub struct QuickXorHash {
-    /// Slot `k` holds the XOR of every input byte whose position is `k` modulo 160.
+    /// Slot `k` holds the XOR of every input byte whose position is `k` modulo
+    /// 160.
     folded: [u8; PERIOD],
     /// Total number of bytes fed so far.
     length: u64,
@@ -69,7 +72,8 @@ impl QuickXorHash {
         let total = data.len() as u64;
         let mut slot = (self.length % PERIOD as u64) as usize;
 
-        // Bring the slot back to 0 so that the bulk of the input folds in whole periods.
+        // Bring the slot back to 0 so that the bulk of the input folds in whole
+        // periods.
         if slot != 0 {
             let head = data.len().min(PERIOD - slot);
             xor_into(&mut self.folded[slot..slot + head], &data[..head]);
@@ -88,7 +92,8 @@ impl QuickXorHash {
 
     /// The digest of everything fed so far.
     pub fn finalize(&self) -> Digest {
-        // The 160-bit register as little-endian bytes, with room for a byte that wraps.
+        // The 160-bit register as little-endian bytes, with room for a byte
+        // that wraps.
         let mut register = [0u8; DIGEST_LEN];
         for (position, &byte) in self.folded.iter().enumerate() {
             let bit_offset = (position * SHIFT_BITS) % WIDTH_BITS;
@@ -123,10 +128,11 @@ pub fn to_base64(digest: &Digest) -> String {
     BASE64.encode(digest)
 }
 
-/// Decodes a digest as Graph reports it; `None` when it is not 20 bytes of base64.
+/// Decodes a digest as Graph reports it; `None` when it is not 20 bytes of
+/// base64.
 ///
-/// Hashes are compared as bytes, never as strings, because Graph has been seen to vary the
-/// textual form.
+/// Hashes are compared as bytes, never as strings, because Graph has been seen
+/// to vary the textual form.
 pub fn from_base64(text: &str) -> Option<Digest> {
     BASE64.decode(text.trim()).ok()?.try_into().ok()
 }
@@ -213,7 +219,8 @@ mod tests {
         }
     }
 
-    /// The algorithm as specified, one bit at a time: slow, but obviously right.
+    /// The algorithm as specified, one bit at a time: slow, but obviously
+    /// right.
     fn digest_bit_by_bit(data: &[u8]) -> Digest {
         let mut register = [false; WIDTH_BITS];
         for (i, byte) in data.iter().enumerate() {

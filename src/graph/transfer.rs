@@ -43,10 +43,11 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
 /// What the caller of a transfer hears about it, and may veto.
 ///
-/// The daemon records each session durably in [`UploadJournal::session_opened`], which runs
-/// after the session is created and before its first byte is sent, so that a restart can
-/// resume it; and it re-checks the local file in [`UploadJournal::before_last_fragment`], so
-/// that a file that changed during the upload is not committed spliced.
+/// The daemon records each session durably in
+/// [`UploadJournal::session_opened`], which runs after the session is created
+/// and before its first byte is sent, so that a restart can resume it; and it
+/// re-checks the local file in [`UploadJournal::before_last_fragment`], so that
+/// a file that changed during the upload is not committed spliced.
 pub trait UploadJournal: Send + Sync {
     /// A session was opened; an error cancels it and ends the transfer.
     fn session_opened<'a>(
@@ -56,14 +57,15 @@ pub trait UploadJournal: Send + Sync {
         async { Ok(()) }.boxed()
     }
 
-    /// A recorded session was resumed with `offset` bytes already on the server.
+    /// A recorded session was resumed with `offset` bytes already on the
+    /// server.
     fn resumed(&self, _offset: u64) {}
 
     /// The server has acknowledged the first `acknowledged` of `total` bytes.
     fn progressed(&self, _acknowledged: u64, _total: u64) {}
 
-    /// Called before the fragment that would complete the file; an error cancels the session
-    /// and ends the transfer.
+    /// Called before the fragment that would complete the file; an error
+    /// cancels the session and ends the transfer.
     fn before_last_fragment(&self) -> Result<(), GraphError> {
         Ok(())
     }
@@ -155,8 +157,9 @@ pub async fn upload_file<G: GraphApi + ?Sized>(
 
 /// Uploads `size` bytes of an open file; `label` names it in errors.
 ///
-/// `resume` is a session a previous run opened for this very file: the transfer asks the
-/// server where it stands and goes on from there, or opens a new session if it is gone.
+/// `resume` is a session a previous run opened for this very file: the transfer
+/// asks the server where it stands and goes on from there, or opens a new
+/// session if it is gone.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_open_file<G: GraphApi + ?Sized>(
     api: &G,
@@ -177,7 +180,8 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         let mut content = Vec::with_capacity(size as usize);
         let read = (&mut file).take(size).read_to_end(&mut content).await;
         read.map_err(|e| local_io(label, e))?;
-        // The bytes just read are the ones sent, so the file must still be the vetted one.
+        // The bytes just read are the ones sent, so the file must still be the
+        // vetted one.
         journal.before_last_fragment()?;
         let digest = super::quickxor::digest_of(&content);
         let content = Bytes::from(content);
@@ -292,8 +296,8 @@ impl Cursor {
 }
 
 impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
-    /// Resumes `resume` if it is still alive, then opens sessions until one carries the whole
-    /// file or the attempts run out.
+    /// Resumes `resume` if it is still alive, then opens sessions until one
+    /// carries the whole file or the attempts run out.
     async fn run(
         &mut self,
         resume: Option<UploadSession>,
@@ -344,10 +348,11 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
     }
 
-    /// Continues a session opened by an earlier run from the byte the server expects next.
+    /// Continues a session opened by an earlier run from the byte the server
+    /// expects next.
     ///
-    /// The bytes before that offset were hashed by the earlier run, which is gone, so they are
-    /// read and hashed once more (not sent).
+    /// The bytes before that offset were hashed by the earlier run, which is
+    /// gone, so they are read and hashed once more (not sent).
     async fn resume(&mut self, session: UploadSession) -> Result<(DriveItem, Digest), Stop> {
         if session.needs_replacement(OffsetDateTime::now_utc()) {
             return Err(Stop::Restart(GraphError::SessionExpired {
@@ -362,8 +367,9 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         })?;
         let offset = match status {
             SessionStatus::NextExpected(offset) if offset <= self.size => offset,
-            // The session finished (or vanished) before the crash was recorded: the file
-            // counts as uploaded only if the remote item holds exactly these bytes.
+            // The session finished (or vanished) before the crash was recorded:
+            // the file counts as uploaded only if the remote item holds exactly
+            // these bytes.
             SessionStatus::AllReceived | SessionStatus::NotFound => {
                 let digest = self
                     .hash_prefix(self.size)
@@ -625,8 +631,9 @@ async fn verified<G: GraphApi + ?Sized>(
     match verify(&item, remote, size, digest) {
         Err(GraphError::HashMissing { .. }) => {}
         Err(mismatch @ GraphError::IntegrityMismatch { .. }) => {
-            // The item is the one this upload just wrote, and it is wrong: remove it, so that
-            // the next attempt does not meet its own bad copy as a name conflict.
+            // The item is the one this upload just wrote, and it is wrong:
+            // remove it, so that the next attempt does not meet its own bad
+            // copy as a name conflict.
             if let Err(err) = retrying(policy, || api.delete_item(&item)).await {
                 tracing::warn!(error = %err, "cannot delete a copy that failed verification");
             }

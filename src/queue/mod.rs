@@ -518,7 +518,8 @@ impl Queue {
             for &id in &ids {
                 let mut job = tx.job(id)?;
                 if which == RetrySelection::AllFailed && job.state.kind() != StateKind::Failed {
-                    // Changed since listed (a retry racing another); not failed now.
+                    // Changed since listed (a retry racing another); not failed
+                    // now.
                     continue;
                 }
                 expect_state(&job, &[StateKind::Failed], "retried")?;

@@ -1,12 +1,13 @@
 //! The control socket: how admin commands talk to a running daemon.
 //!
-//! sled lets only one process open the queue database, so while the daemon runs, `status`,
-//! `history` and `retry` ask it over this Unix socket instead. The protocol is one JSON request
-//! per connection, on one line, answered by one JSON line; the transport is generic over the
-//! request and response types, which the daemon defines.
+//! sled lets only one process open the queue database, so while the daemon
+//! runs, `status`, `history` and `retry` ask it over this Unix socket instead.
+//! The protocol is one JSON request per connection, on one line, answered by
+//! one JSON line; the transport is generic over the request and response types,
+//! which the daemon defines.
 //!
-//! The socket is created with mode 0660 inside a directory of mode 0750, so the daemon's user
-//! and its group (the admins) can connect and nobody else can.
+//! The socket is created with mode 0660 inside a directory of mode 0750, so the
+//! daemon's user and its group (the admins) can connect and nobody else can.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -19,7 +20,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-/// Longest request line accepted; requests are tiny, so anything longer is a mistake.
+/// Longest request line accepted; requests are tiny, so anything longer is a
+/// mistake.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 
 /// Mode of the socket file: owner and group may connect.
@@ -80,7 +82,8 @@ impl ControlError {
     }
 }
 
-/// Binds the control socket, replacing a stale socket file left by a crashed daemon.
+/// Binds the control socket, replacing a stale socket file left by a crashed
+/// daemon.
 pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     if let Some(parent) = path.parent() {
         if !parent.exists() {
@@ -109,10 +112,11 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
-/// Serves requests until `shutdown` is cancelled, each connection on its own task.
+/// Serves requests until `shutdown` is cancelled, each connection on its own
+/// task.
 ///
-/// A connection that sends something unreadable gets an error line and is closed; it never
-/// affects the daemon.
+/// A connection that sends something unreadable gets an error line and is
+/// closed; it never affects the daemon.
 pub async fn serve<Req, Resp, H, Fut>(
     listener: UnixListener,
     handler: H,

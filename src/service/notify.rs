@@ -1,8 +1,9 @@
 //! systemd's notify protocol: READY, STATUS, WATCHDOG, RELOADING and STOPPING.
 //!
-//! Every call is a no-op when `NOTIFY_SOCKET` is unset (run by hand, or `Type=simple`), and a
-//! failure to reach the socket is logged at DEBUG and otherwise ignored: the daemon's work must
-//! never depend on systemd hearing about it.
+//! Every call is a no-op when `NOTIFY_SOCKET` is unset (run by hand, or
+//! `Type=simple`), and a failure to reach the socket is logged at DEBUG and
+//! otherwise ignored: the daemon's work must never depend on systemd hearing
+//! about it.
 
 use std::time::Duration;
 
@@ -38,7 +39,8 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
-/// How often to ping the watchdog: half the interval systemd asked for, if it asked.
+/// How often to ping the watchdog: half the interval systemd asked for, if it
+/// asked.
 pub fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
@@ -59,8 +61,8 @@ mod tests {
 
     use super::*;
 
-    /// The notify functions read `NOTIFY_SOCKET` from the process environment, so every case
-    /// runs in this one test to keep them from racing each other.
+    /// The notify functions read `NOTIFY_SOCKET` from the process environment,
+    /// so every case runs in this one test to keep them from racing each other.
     #[test]
     fn messages_reach_the_notify_socket() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,13 +1,16 @@
-//! Unix signals as events: SIGTERM and SIGINT ask for shutdown, SIGHUP for a reload.
+//! Unix signals as events: SIGTERM and SIGINT ask for shutdown, SIGHUP for a
+//! reload.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// What a signal asks the daemon to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalEvent {
-    /// SIGTERM or SIGINT: stop taking work, finish or park what is in flight, exit.
+    /// SIGTERM or SIGINT: stop taking work, finish or park what is in flight,
+    /// exit.
     Shutdown,
-    /// SIGHUP: read the configuration again, keeping the old one if the new one is invalid.
+    /// SIGHUP: read the configuration again, keeping the old one if the new one
+    /// is invalid.
     Reload,
 }
 
@@ -19,7 +22,8 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers. From then on these signals no longer kill the process.
+    /// Installs the handlers. From then on these signals no longer kill the
+    /// process.
     pub fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             terminate: signal(SignalKind::terminate())?,
