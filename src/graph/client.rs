@@ -63,7 +63,7 @@ impl GraphClient {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
-            .tcp_keepalive(Duration::from_secs(60)).pool_max_idle_per_host(0)
+            .tcp_keepalive(Duration::from_secs(60))
             .user_agent(USER_AGENT)
             .build()
             .map_err(|err| network("build HTTP client", err))?;
