@@ -74,6 +74,9 @@ pub(crate) struct Faults {
     pub(crate) lose_fragment_responses: usize,
     /// Lose the response of the next final fragment, after committing the file.
     pub(crate) lose_final_response: bool,
+    /// Hold the response of the next final fragment this long after committing
+    /// the file, so a test can kill the client between the two.
+    pub(crate) hold_final_response: Option<Duration>,
     /// Close the next upload request after reading this many body bytes.
     pub(crate) cut_after_bytes: Option<u64>,
     /// Flip a byte of the next non-empty file committed.

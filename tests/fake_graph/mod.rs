@@ -625,6 +625,13 @@ impl FakeGraph {
         self.inner.lock().faults.lose_final_response = true;
     }
 
+    /// Commits the next file completed by a session, then holds the response
+    /// for `hold`: the file is on the drive while the client still waits, which
+    /// places a client crash between "server finished" and "client recorded".
+    pub fn hold_response_of_final_fragment(&self, hold: Duration) {
+        self.inner.lock().faults.hold_final_response = Some(hold);
+    }
+
     /// Cuts the next upload request after `bytes` body bytes; nothing of it is
     /// committed.
     pub fn cut_connection_after(&self, bytes: u64) {

@@ -356,8 +356,19 @@ pub(crate) async fn fragment(
     };
     let (end, hasher) = receive_fragment(&plan, body).await;
     busy.armed = false;
-    let mut state = inner.lock();
-    finish_fragment(inner, &mut state, id, &plan, end, hasher).in_session(id)
+    let (reply, hold) = {
+        let mut state = inner.lock();
+        let reply = finish_fragment(inner, &mut state, id, &plan, end, hasher);
+        let committed = plan.end + 1 == plan.total && reply.response.status().is_success();
+        let hold = committed
+            .then(|| state.faults.hold_final_response.take())
+            .flatten();
+        (reply, hold)
+    };
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
+    reply.in_session(id)
 }
 
 /// Gives a fragment still being received on a connection the client gave up
