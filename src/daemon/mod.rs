@@ -63,16 +63,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("cannot set up sign-in")?,
     );
-    let graph = GraphClient::new(&config.application.graph_url, tokens.clone())
-        .context("cannot set up the Graph client")?;
     let rate = NonZeroU32::new(config.uploader.requests_per_second).unwrap_or(NonZeroU32::MIN);
     let pacer = Arc::new(Pacer::new(rate));
-    let runner = Arc::new(JobRunner {
-        api: Arc::new(Paced::new(graph, pacer.clone())),
-        queue: queue.clone(),
-        config: config.clone(),
-        activity: Arc::new(Activity::default()),
-    });
+    let activity = Arc::new(Activity::default());
+    // One Graph client, and so one connection pool, per worker: see `crate::upload` on why
+    // a shared pool would let a request through inside a Retry-After window.
+    let new_runner = || -> anyhow::Result<Arc<Runner>> {
+        let graph = GraphClient::new(&config.application.graph_url, tokens.clone())
+            .context("cannot set up the Graph client")?;
+        Ok(Arc::new(JobRunner {
+            api: Arc::new(Paced::new(graph, pacer.clone())),
+            queue: queue.clone(),
+            config: config.clone(),
+            activity: activity.clone(),
+        }))
+    };
+    let runner = new_runner()?;
+    let mut runners = vec![runner.clone()];
+    for _ in 1..config.uploader.workers {
+        runners.push(new_runner()?);
+    }
 
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
@@ -103,12 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )?;
     let intake = tokio::spawn(intake(candidates_rx, runner.clone(), wake.clone()));
-    let pool = UploaderPool::start(
-        runner.clone(),
-        config.uploader.workers,
-        wake,
-        shutdown.clone(),
-    );
+    let pool = UploaderPool::start(runners, wake, shutdown.clone());
     let mut signals = signals::Signals::install().context("cannot install signal handlers")?;
 
     let status = Live::status_of(&runner, &tokens, None);

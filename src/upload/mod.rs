@@ -4,6 +4,11 @@
 //!   uploads are in flight.
 //! - Pacing: every Graph request goes through one [`pacer::Pacer`] (a `governor` limiter for
 //!   the whole process, plus the Retry-After gate that a 429 or 503 closes for every worker).
+//! - Connections: each worker has its own runner and so its own HTTP connections. Over a
+//!   shared pool, a connection that just carried a 429 can go straight back out with another
+//!   worker's request, admitted before the 429 was read, and reach Graph inside the window
+//!   the 429 announced. A worker's own connections carry its requests one after another,
+//!   each sent only after the answer to the previous one was seen by the pacer.
 //! - Retries: each request is repeated a few times by [`crate::graph::retry`]; after that a
 //!   transient failure puts the job back in the queue with a growing, capped delay. Only
 //!   permanent errors fail a job.
@@ -43,16 +48,17 @@ pub struct UploaderPool {
 }
 
 impl UploaderPool {
-    /// Starts `count` workers over `runner`. `wake` is notified whenever a job is queued.
+    /// Starts one worker per runner; the runners share the queue, pacer and activity but
+    /// not their Graph clients (see the module docs). `wake` is notified whenever a job is
+    /// queued.
     pub fn start<G: GraphApi + 'static>(
-        runner: Arc<JobRunner<G>>,
-        count: usize,
+        runners: Vec<Arc<JobRunner<G>>>,
         wake: Arc<Notify>,
         shutdown: CancellationToken,
     ) -> UploaderPool {
         let mut workers = JoinSet::new();
-        for _ in 0..count {
-            workers.spawn(work(runner.clone(), wake.clone(), shutdown.clone()));
+        for runner in runners {
+            workers.spawn(work(runner, wake.clone(), shutdown.clone()));
         }
         UploaderPool { workers }
     }
