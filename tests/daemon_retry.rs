@@ -205,6 +205,17 @@ async fn delete_waits_for_a_verified_copy_and_a_corrupted_copy_keeps_the_file() 
         .filter(|r| r.route == Route::SimpleUpload && r.path.ends_with("/small.bin:/content"))
         .count();
     assert_eq!(simple, 2, "small.bin went up twice");
+    // The history tells the same: the corrupted ones took a second attempt.
+    let history = home.history().await;
+    for (name, _, corrupt) in cases {
+        let remote = format!("/Del/{name}");
+        let record = history
+            .iter()
+            .find(|r| r["remote_path"] == remote.as_str())
+            .unwrap_or_else(|| panic!("{remote} not in history: {history:?}"));
+        let attempts = if corrupt { 2 } else { 1 };
+        assert_eq!(record["attempts"], attempts, "attempts of {name}");
+    }
     let status = home.status().await;
     assert_eq!(count(&status, "failed"), 0);
     fake.assert_no_violations();
