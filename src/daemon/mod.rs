@@ -66,8 +66,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let rate = NonZeroU32::new(config.uploader.requests_per_second).unwrap_or(NonZeroU32::MIN);
     let pacer = Arc::new(Pacer::new(rate));
     let activity = Arc::new(Activity::default());
-    // One Graph client, and so one connection pool, per worker: see `crate::upload` on why
-    // a shared pool would let a request through inside a Retry-After window.
+    // One Graph client, and so one connection pool, per worker: see
+    // `crate::upload` on why a shared pool would let a request through inside
+    // a Retry-After window.
     let new_runner = || -> anyhow::Result<Arc<Runner>> {
         let graph = GraphClient::new(&config.application.graph_url, tokens.clone())
             .context("cannot set up the Graph client")?;

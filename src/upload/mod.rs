@@ -4,11 +4,12 @@
 //!   uploads are in flight.
 //! - Pacing: every Graph request goes through one [`pacer::Pacer`] (a `governor` limiter for
 //!   the whole process, plus the Retry-After gate that a 429 or 503 closes for every worker).
-//! - Connections: each worker has its own runner and so its own HTTP connections. Over a
-//!   shared pool, a connection that just carried a 429 can go straight back out with another
-//!   worker's request, admitted before the 429 was read, and reach Graph inside the window
-//!   the 429 announced. A worker's own connections carry its requests one after another,
-//!   each sent only after the answer to the previous one was seen by the pacer.
+//! - Connections: each worker has its own runner and so its own HTTP
+//!   connections. Over a shared pool, a connection that just carried a 429
+//!   can go straight back out with another worker's request, admitted before
+//!   the 429 was read, and reach Graph inside the window the 429 announced. A
+//!   worker's own connections carry its requests one after another, each sent
+//!   only after the pacer has seen the answer to the previous one.
 //! - Retries: each request is repeated a few times by [`crate::graph::retry`]; after that a
 //!   transient failure puts the job back in the queue with a growing, capped delay. Only
 //!   permanent errors fail a job.
@@ -48,9 +49,9 @@ pub struct UploaderPool {
 }
 
 impl UploaderPool {
-    /// Starts one worker per runner; the runners share the queue, pacer and activity but
-    /// not their Graph clients (see the module docs). `wake` is notified whenever a job is
-    /// queued.
+    /// Starts one worker per runner; the runners share the queue, pacer and
+    /// activity but not their Graph clients (see the module docs). `wake` is
+    /// notified whenever a job is queued.
     pub fn start<G: GraphApi + 'static>(
         runners: Vec<Arc<JobRunner<G>>>,
         wake: Arc<Notify>,
