@@ -25,7 +25,7 @@ use crate::graph::GraphClient;
 use crate::queue::{Candidate, EnqueueOutcome, JobState, Queue, RetrySelection};
 use crate::service::{control, notify, signals};
 use crate::upload::activity::Activity;
-use crate::upload::paced::Paced;
+use crate::upload::paced::{Paced, PacedShared};
 use crate::upload::pacer::Pacer;
 use crate::upload::{JobRunner, UploaderPool};
 use crate::watch::{OutboxWatcher, WatchOptions};
@@ -63,29 +63,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
         .context("cannot set up sign-in")?,
     );
+    let shutdown = CancellationToken::new();
     let rate = NonZeroU32::new(config.uploader.requests_per_second).unwrap_or(NonZeroU32::MIN);
     let pacer = Arc::new(Pacer::new(rate));
-    let activity = Arc::new(Activity::default());
-    // One Graph client, and so one connection pool, per worker: see
-    // `crate::upload` on why a shared pool would let a request through inside
-    // a Retry-After window.
-    let new_runner = || -> anyhow::Result<Arc<Runner>> {
-        let graph = GraphClient::new(&config.application.graph_url, tokens.clone())
-            .context("cannot set up the Graph client")?;
-        Ok(Arc::new(JobRunner {
-            api: Arc::new(Paced::new(graph, pacer.clone())),
-            queue: queue.clone(),
-            config: config.clone(),
-            activity: activity.clone(),
-        }))
-    };
-    let runner = new_runner()?;
-    let mut runners = vec![runner.clone()];
-    for _ in 1..config.uploader.workers {
-        runners.push(new_runner()?);
-    }
+    let runners = build_runners(&config, &queue, &tokens, &pacer, &shutdown)?;
+    let runner = runners[0].clone();
 
-    let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let live = Live {
         runner: runner.clone(),
@@ -93,16 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pacer,
         wake: wake.clone(),
     };
-    let listener = control::bind(&config.state.control_socket).await?;
-    let control_task = tokio::spawn(control::serve(
-        listener,
-        move |request| {
-            let live = live.clone();
-            async move { live.answer(request).await }
-        },
-        shutdown.clone(),
-    ));
-
+    let control_task = serve_control(&config, live, &shutdown).await?;
     let (candidates_tx, candidates_rx) = mpsc::channel(CANDIDATE_BUFFER);
     let watch_options = WatchOptions {
         rescan_interval: config.watch.rescan_interval,
@@ -124,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let in_flight = runner.activity.len();
     notify::stopping(&format!(
-        "stopping; finishing {in_flight} uploads in flight"
+        "stopping; {in_flight} uploads in flight stop at their next fragment"
     ));
     info!(in_flight, "shutting down");
     shutdown.cancel();
@@ -144,6 +118,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// One runner per worker, each with its own Graph client (and so its own connections; see
+/// `crate::upload` on why), all sharing the queue, the tokens, the pacer and its memos.
+fn build_runners(
+    config: &Arc<Config>,
+    queue: &Arc<Queue>,
+    tokens: &Arc<TokenManager>,
+    pacer: &Arc<Pacer>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<Arc<Runner>>> {
+    let shared = PacedShared::new(pacer.clone());
+    let activity = Arc::new(Activity::default());
+    (0..config.uploader.workers)
+        .map(|_| {
+            let graph = GraphClient::new(&config.application.graph_url, tokens.clone())
+                .context("cannot set up the Graph client")?;
+            Ok(Arc::new(JobRunner {
+                api: Arc::new(Paced::new(graph, shared.clone())),
+                queue: queue.clone(),
+                config: config.clone(),
+                activity: activity.clone(),
+                shutdown: shutdown.clone(),
+            }))
+        })
+        .collect()
+}
+
+/// Binds the control socket and answers on it until shutdown.
+async fn serve_control(
+    config: &Config,
+    live: Live,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = control::bind(&config.state.control_socket).await?;
+    Ok(tokio::spawn(control::serve(
+        listener,
+        move |request| {
+            let live = live.clone();
+            async move { live.answer(request).await }
+        },
+        shutdown.clone(),
+    )))
 }
 
 /// Opens the queue, moving a damaged one aside, and requeues jobs a crash left in flight.

@@ -196,6 +196,15 @@ pub enum GraphError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The caller stopped the upload between two fragments; its session stays
+    /// open.
+    #[error("the upload of {remote} paused at byte {offset}; it resumes from there")]
+    Interrupted {
+        /// The remote path.
+        remote: String,
+        /// The first byte not yet acknowledged.
+        offset: u64,
+    },
     /// The local file changed while it was being uploaded; nothing was
     /// committed.
     #[error("{} changed while it was being uploaded; the upload was abandoned", path.display())]
@@ -236,7 +245,9 @@ impl GraphError {
                 Disposition::Retry { after: None }
             }
             // Hashes may appear a little after the upload completes.
-            GraphError::HashMissing { .. } => Disposition::Retry { after: None },
+            GraphError::HashMissing { .. } | GraphError::Interrupted { .. } => {
+                Disposition::Retry { after: None }
+            }
             // The stored bytes are wrong; only a fresh upload can fix them.
             GraphError::IntegrityMismatch { .. } | GraphError::SessionExpired { .. } => {
                 Disposition::NewSession

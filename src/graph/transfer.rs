@@ -64,6 +64,13 @@ pub trait UploadJournal: Send + Sync {
     /// The server has acknowledged the first `acknowledged` of `total` bytes.
     fn progressed(&self, _acknowledged: u64, _total: u64) {}
 
+    /// Asked before each fragment; `false` stops the transfer at this fragment
+    /// boundary, leaving the session open to be resumed
+    /// ([`GraphError::Interrupted`]).
+    fn keep_going(&self) -> bool {
+        true
+    }
+
     /// Called before the fragment that would complete the file; an error
     /// cancels the session and ends the transfer.
     fn before_last_fragment(&self) -> Result<(), GraphError> {
@@ -261,6 +268,8 @@ enum Stop {
     Restart(GraphError),
     /// Give up.
     Fail(GraphError),
+    /// Stop for now and keep the session, to be resumed later.
+    Pause(GraphError),
 }
 
 /// Sends one file through upload sessions.
@@ -307,6 +316,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
             sessions += 1;
             match self.resume(session.clone()).await {
                 Ok(done) => return Ok((done.0, done.1, sessions)),
+                Err(Stop::Pause(err)) => return Err(err),
                 Err(Stop::Fail(err)) => {
                     self.cancel(&session).await;
                     return Err(err);
@@ -337,6 +347,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
             let cursor = Cursor::at_start();
             let err = match self.send(session.clone(), cursor).await {
                 Ok((item, digest)) => return Ok((item, digest, sessions)),
+                Err(Stop::Pause(err)) => return Err(err),
                 Err(Stop::Restart(err)) if sessions < self.options.retry.max_attempts => err,
                 Err(Stop::Restart(err) | Stop::Fail(err)) => {
                     self.cancel(&session).await;
@@ -423,6 +434,12 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
             if session.needs_replacement(OffsetDateTime::now_utc()) {
                 return Err(Stop::Restart(GraphError::SessionExpired {
                     remote: self.remote.to_string(),
+                }));
+            }
+            if !self.journal.keep_going() {
+                return Err(Stop::Pause(GraphError::Interrupted {
+                    remote: self.remote.to_string(),
+                    offset: cursor.offset,
                 }));
             }
             let end = (cursor.offset + fragment).min(self.size);

@@ -13,9 +13,11 @@
 //! - Retries: each request is repeated a few times by [`crate::graph::retry`]; after that a
 //!   transient failure puts the job back in the queue with a growing, capped delay. Only
 //!   permanent errors fail a job.
-//! - Shutdown: workers stop claiming jobs at once; a job in flight is given
-//!   [`SHUTDOWN_GRACE`] to finish, then cut. A cut job stays `Uploading` with its session
-//!   recorded, and the next start resumes it from the server's offset.
+//! - Shutdown: workers stop claiming jobs at once. An upload session in flight stops at its
+//!   next fragment boundary and stays `Uploading` with its session recorded, so the next
+//!   start resumes it from the server's offset; a simple upload finishes. Whatever still
+//!   runs after [`SHUTDOWN_GRACE`] (a fragment crawling over a slow link) is cut mid-request,
+//!   which the server discards and the resume sends again.
 
 pub mod activity;
 pub mod after;

@@ -1,6 +1,9 @@
 //! [`Paced`]: a [`GraphApi`] that passes every request through the process-wide [`Pacer`],
 //! and remembers the folders it has made sure of.
 //!
+//! Each worker has its own `Paced` over its own HTTP client, and they all share one
+//! [`PacedShared`] (pacer, folder memo, drive memo).
+//!
 //! Wrapping the API, rather than the places that call it, means no request can skip the rate
 //! limit or the Retry-After gate, whichever code path sends it (folder creation, fragments,
 //! status queries, verification look-ups). The folder memo saves the look-ups that `mkdir -p`
@@ -31,10 +34,10 @@ pub const DRIVE_MEMO_TTL: Duration = Duration::from_secs(30);
 /// How long the gate closes on a 429 or 503 that came without `Retry-After`.
 const DEFAULT_HOLD_OFF: Duration = Duration::from_secs(5);
 
-/// A [`GraphApi`] whose every request waits for the [`Pacer`] and reports throttling to it.
-pub struct Paced<G> {
-    inner: G,
-    /// Shared by every worker of the process.
+/// What every worker's [`Paced`] shares.
+#[derive(Debug)]
+pub struct PacedShared {
+    /// The process-wide rate limit and Retry-After gate.
     pacer: Arc<Pacer>,
     /// Folders known to exist, by lower-cased path (OneDrive names ignore case).
     folders: Mutex<HashMap<String, DriveItem>>,
@@ -42,15 +45,14 @@ pub struct Paced<G> {
     drive: Mutex<Option<(Instant, Drive)>>,
 }
 
-impl<G: GraphApi> Paced<G> {
-    /// Paces `inner` with `pacer`.
-    pub fn new(inner: G, pacer: Arc<Pacer>) -> Self {
-        Self {
-            inner,
+impl PacedShared {
+    /// Shared state around `pacer`, with empty memos.
+    pub fn new(pacer: Arc<Pacer>) -> Arc<Self> {
+        Arc::new(Self {
             pacer,
             folders: Mutex::new(HashMap::new()),
             drive: Mutex::new(None),
-        }
+        })
     }
 
     /// Forgets every folder known to exist, after OneDrive said one is missing.
@@ -60,6 +62,20 @@ impl<G: GraphApi> Paced<G> {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
     }
+}
+
+/// A [`GraphApi`] whose every request waits for the [`Pacer`] and reports throttling to it.
+pub struct Paced<G> {
+    inner: G,
+    /// Shared with every other worker's `Paced`.
+    shared: Arc<PacedShared>,
+}
+
+impl<G: GraphApi> Paced<G> {
+    /// Paces `inner` with the pacer and memos in `shared`.
+    pub fn new(inner: G, shared: Arc<PacedShared>) -> Self {
+        Self { inner, shared }
+    }
 
     fn folder_key(path: &RemotePath) -> String {
         path.to_string().to_lowercase()
@@ -67,19 +83,19 @@ impl<G: GraphApi> Paced<G> {
 
     /// The pacer in use.
     pub fn pacer(&self) -> &Arc<Pacer> {
-        &self.pacer
+        &self.shared.pacer
     }
 
     async fn call<T>(
         &self,
         request: impl std::future::Future<Output = Result<T, GraphError>>,
     ) -> Result<T, GraphError> {
-        self.pacer.admit().await;
+        self.shared.pacer.admit().await;
         let result = request.await;
         if let Err(err) = &result {
             self.observe(err);
             if err.is_status(404, None) {
-                self.forget_folders();
+                self.shared.forget_folders();
             }
         }
         result
@@ -94,7 +110,7 @@ impl<G: GraphApi> Paced<G> {
             return;
         }
         let hold_off = failure.retry_after.unwrap_or(DEFAULT_HOLD_OFF);
-        if self.pacer.hold_off(hold_off) {
+        if self.shared.pacer.hold_off(hold_off) {
             tracing::warn!(
                 status = failure.status,
                 retry_after_ms = hold_off.as_millis() as u64,
@@ -112,6 +128,7 @@ impl<G: GraphApi> GraphApi for Paced<G> {
         async move {
             let key = Self::folder_key(path);
             let known = self
+                .shared
                 .folders
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -121,7 +138,8 @@ impl<G: GraphApi> GraphApi for Paced<G> {
                 return Ok(folder);
             }
             let folder = ensure_folder_path(self, path).await?;
-            self.folders
+            self.shared
+                .folders
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(key, folder.clone());
@@ -132,12 +150,17 @@ impl<G: GraphApi> GraphApi for Paced<G> {
 
     fn drive(&self) -> BoxFuture<'_, Result<Drive, GraphError>> {
         async move {
-            let memo = self.drive.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let memo = self
+                .shared
+                .drive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             if let Some((_, drive)) = memo.filter(|(at, _)| at.elapsed() < DRIVE_MEMO_TTL) {
                 return Ok(drive);
             }
             let drive = self.call(self.inner.drive()).await?;
-            *self.drive.lock().unwrap_or_else(|e| e.into_inner()) =
+            *self.shared.drive.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some((Instant::now(), drive.clone()));
             Ok(drive)
         }

@@ -12,6 +12,9 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+/// Longest extra wait, chosen at random, of a request held by the gate when it reopens.
+const REOPEN_SPREAD: Duration = Duration::from_millis(500);
+
 /// Admits Graph requests at a bounded rate, and not at all while a Retry-After is in force.
 #[derive(Debug)]
 pub struct Pacer {
@@ -31,12 +34,19 @@ impl Pacer {
     }
 
     /// Waits until a request may be sent.
+    ///
+    /// A caller held by the gate waits a little longer, by a random amount, when it reopens,
+    /// so that the workers it held do not all hit Graph in the same instant and draw the next
+    /// 429 at once.
     pub async fn admit(&self) {
-        loop {
-            match self.closed_until() {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => break,
-            }
+        let mut held = false;
+        while let Some(until) = self.closed_until() {
+            held = true;
+            tokio::time::sleep_until(until).await;
+        }
+        if held {
+            let spread = rand::random_range(Duration::ZERO..=REOPEN_SPREAD);
+            tokio::time::sleep(spread).await;
         }
         self.limiter.until_ready().await;
         // The gate may have closed while this request waited for the limiter.
@@ -97,6 +107,7 @@ mod tests {
         for waiter in waiters {
             let admitted_at = waiter.await.expect("task");
             assert!(admitted_at >= start + Duration::from_secs(30));
+            assert!(admitted_at <= start + Duration::from_secs(30) + REOPEN_SPREAD);
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::activity::Activity;
@@ -75,6 +76,8 @@ pub struct JobRunner<G> {
     pub config: Arc<Config>,
     /// In-flight uploads, for status.
     pub activity: Arc<Activity>,
+    /// Cancelled at shutdown: an upload session stops at its next fragment boundary.
+    pub shutdown: CancellationToken,
 }
 
 impl<G: GraphApi + 'static> JobRunner<G> {
@@ -243,7 +246,25 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         };
         let transient_delay = |attempts: u32| job_policy.backoff(attempts + 1);
         let (delay, reason) = match &err {
+            // Shutdown: the job stays `Uploading` with its session, and the next start
+            // requeues and resumes it (queue crash point 3).
+            AttemptError::Graph(GraphError::Interrupted { offset, .. }) => {
+                info!(job_id = %job.id, offset, "upload paused for shutdown");
+                return JobOutcome::Rescheduled;
+            }
             AttemptError::Vanished => return self.forget(job, "file vanished before upload").await,
+            AttemptError::Graph(GraphError::LocalIo { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return self.forget(job, "file vanished during upload").await
+            }
+            // A read error other than a missing file or a refused permission (an I/O error of
+            // the disk, say) may pass; permissions need an admin.
+            AttemptError::Graph(GraphError::LocalIo { source, .. })
+                if source.kind() != std::io::ErrorKind::PermissionDenied =>
+            {
+                (transient_delay(job.attempts), err.to_string())
+            }
             AttemptError::Queue(QueueError::JobNotFound { .. }) => return JobOutcome::Dropped,
             AttemptError::Queue(queue_err) => {
                 error!(job_id = %job.id, error = %queue_err, "queue database error");
@@ -357,6 +378,10 @@ impl<G: GraphApi + 'static> UploadJournal for Journal<'_, G> {
 
     fn progressed(&self, acknowledged: u64, _total: u64) {
         self.runner.activity.progress(self.job.id, acknowledged);
+    }
+
+    fn keep_going(&self) -> bool {
+        !self.runner.shutdown.is_cancelled()
     }
 
     fn before_last_fragment(&self) -> Result<(), GraphError> {
