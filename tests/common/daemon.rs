@@ -178,6 +178,12 @@ impl DaemonHome {
 
     /// Starts `run` without waiting for it to be ready.
     pub fn spawn(&self) -> Daemon {
+        // Info level shows each finished upload, which explains a failure.
+        self.spawn_logging("onedrive_syncd=info")
+    }
+
+    /// Starts `run` with the log filter `filter`, without waiting for it.
+    pub fn spawn_logging(&self, filter: &str) -> Daemon {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -186,8 +192,7 @@ impl DaemonHome {
         let child = self
             .home
             .command(&["run"])
-            // Info level shows each finished upload, which explains a failure.
-            .env("RUST_LOG", "onedrive_syncd=info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("sharing the daemon log"))
             .stderr(log)
@@ -198,7 +203,12 @@ impl DaemonHome {
 
     /// Starts `run` and waits until its control socket answers.
     pub async fn start(&self) -> Daemon {
-        let mut daemon = self.spawn();
+        self.start_logging("onedrive_syncd=info").await
+    }
+
+    /// Starts `run` with the log filter `filter` and waits until it is ready.
+    pub async fn start_logging(&self, filter: &str) -> Daemon {
+        let mut daemon = self.spawn_logging(filter);
         let socket = self.control_socket();
         let deadline = Instant::now() + PATIENCE;
         loop {
