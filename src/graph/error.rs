@@ -196,6 +196,15 @@ pub enum GraphError {
         /// What was wrong with it.
         detail: String,
     },
+    /// Another upload session holds the name, until it is cancelled or expires.
+    #[error(
+        "another upload session holds {remote} on OneDrive; the upload is tried \
+         again when it ends or expires"
+    )]
+    SessionAlreadyExists {
+        /// The remote path.
+        remote: String,
+    },
     /// The caller stopped the upload between two fragments; its session stays
     /// open.
     #[error("the upload of {remote} paused at byte {offset}; it resumes from there")]
@@ -245,9 +254,9 @@ impl GraphError {
                 Disposition::Retry { after: None }
             }
             // Hashes may appear a little after the upload completes.
-            GraphError::HashMissing { .. } | GraphError::Interrupted { .. } => {
-                Disposition::Retry { after: None }
-            }
+            GraphError::HashMissing { .. }
+            | GraphError::Interrupted { .. }
+            | GraphError::SessionAlreadyExists { .. } => Disposition::Retry { after: None },
             // The stored bytes are wrong; only a fresh upload can fix them.
             GraphError::IntegrityMismatch { .. } | GraphError::SessionExpired { .. } => {
                 Disposition::NewSession

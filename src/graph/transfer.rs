@@ -46,8 +46,9 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 /// The daemon records each session durably in
 /// [`UploadJournal::session_opened`], which runs after the session is created
 /// and before its first byte is sent, so that a restart can resume it; and it
-/// re-checks the local file in [`UploadJournal::before_last_fragment`], so that
-/// a file that changed during the upload is not committed spliced.
+/// re-checks the local file in [`UploadJournal::before_fragment`], so that a
+/// file that changed during the upload is not committed spliced, and so that
+/// shutdown stops a session between two fragments.
 pub trait UploadJournal: Send + Sync {
     /// A session was opened; an error cancels it and ends the transfer.
     fn session_opened<'a>(
@@ -64,16 +65,11 @@ pub trait UploadJournal: Send + Sync {
     /// The server has acknowledged the first `acknowledged` of `total` bytes.
     fn progressed(&self, _acknowledged: u64, _total: u64) {}
 
-    /// Asked before each fragment; `false` stops the transfer at this fragment
-    /// boundary, leaving the session open to be resumed
-    /// ([`GraphError::Interrupted`]).
-    fn keep_going(&self) -> bool {
-        true
-    }
-
-    /// Called before the fragment that would complete the file; an error
+    /// Asked before the bytes from `offset` on are sent (`last` when they
+    /// complete the file; a simple upload asks once). [`GraphError::Interrupted`]
+    /// stops the transfer and keeps its session, to be resumed; any other error
     /// cancels the session and ends the transfer.
-    fn before_last_fragment(&self) -> Result<(), GraphError> {
+    fn before_fragment(&self, _offset: u64, _last: bool) -> Result<(), GraphError> {
         Ok(())
     }
 }
@@ -189,7 +185,7 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         read.map_err(|e| local_io(label, e))?;
         // The bytes just read are the ones sent, so the file must still be the
         // vetted one.
-        journal.before_last_fragment()?;
+        journal.before_fragment(0, true)?;
         let digest = super::quickxor::digest_of(&content);
         let content = Bytes::from(content);
         let conflict = options.conflict;
@@ -329,8 +325,12 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         }
         loop {
             let (api, remote, conflict) = (self.api, self.remote, self.options.conflict);
-            let session = retrying(&self.options.retry, || {
-                api.create_session(remote, self.size, conflict)
+            let session = retrying(&self.options.retry, || async {
+                let created = api.create_session(remote, self.size, conflict).await;
+                match created {
+                    Err(GraphError::NameConflict { .. }) => Err(self.why_taken().await),
+                    other => other,
+                }
             })
             .await?;
             sessions += 1;
@@ -410,6 +410,22 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         self.send(session, cursor).await
     }
 
+    /// Tells the two causes of 409 `nameAlreadyExists` on session creation apart
+    /// (Graph gives both the same code): a file of that name under the `fail`
+    /// policy, or another live session for the same name, which holds it until
+    /// it is cancelled or expires and so is worth waiting for.
+    async fn why_taken(&self) -> GraphError {
+        let remote = self.remote.to_string();
+        if self.options.conflict != ConflictPolicy::Fail {
+            return GraphError::SessionAlreadyExists { remote };
+        }
+        match self.api.item_by_path(self.remote).await {
+            Ok(None) => GraphError::SessionAlreadyExists { remote },
+            Ok(Some(_)) => GraphError::NameConflict { path: remote },
+            Err(err) => err,
+        }
+    }
+
     /// Hashes the first `len` bytes of the file.
     async fn hash_prefix(&mut self, len: u64) -> Result<QuickXorHash, GraphError> {
         let mut hasher = QuickXorHash::new();
@@ -436,15 +452,14 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                     remote: self.remote.to_string(),
                 }));
             }
-            if !self.journal.keep_going() {
-                return Err(Stop::Pause(GraphError::Interrupted {
-                    remote: self.remote.to_string(),
-                    offset: cursor.offset,
-                }));
-            }
             let end = (cursor.offset + fragment).min(self.size);
-            if end == self.size {
-                self.journal.before_last_fragment().map_err(Stop::Fail)?;
+            match self
+                .journal
+                .before_fragment(cursor.offset, end == self.size)
+            {
+                Ok(()) => {}
+                Err(err @ GraphError::Interrupted { .. }) => return Err(Stop::Pause(err)),
+                Err(err) => return Err(Stop::Fail(err)),
             }
             let content = self.read(cursor.offset, end).await.map_err(Stop::Fail)?;
             if end > cursor.hashed_to {

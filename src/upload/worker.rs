@@ -380,11 +380,16 @@ impl<G: GraphApi + 'static> UploadJournal for Journal<'_, G> {
         self.runner.activity.progress(self.job.id, acknowledged);
     }
 
-    fn keep_going(&self) -> bool {
-        !self.runner.shutdown.is_cancelled()
-    }
-
-    fn before_last_fragment(&self) -> Result<(), GraphError> {
+    fn before_fragment(&self, offset: u64, _last: bool) -> Result<(), GraphError> {
+        if self.runner.shutdown.is_cancelled() {
+            return Err(GraphError::Interrupted {
+                remote: self.job.remote_display(),
+                offset,
+            });
+        }
+        // Checked before every fragment, not only the last: a rewritten file's
+        // session is given up (and cancelled) at once, so that it does not hold
+        // the name against the upload of the new version.
         if crate::watch::still_settled(&self.job.local_path, &self.job.identity) {
             Ok(())
         } else {
