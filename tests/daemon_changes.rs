@@ -8,31 +8,9 @@ mod fake_graph;
 
 use std::path::Path;
 
-use common::daemon::{count, DaemonHome, MappingSpec, FAST_UPLOADS, PATIENCE};
-use common::{sample_bytes, Endpoints};
-use fake_graph::{FakeGraph, FakeOptions, Route};
-use onedrive_syncd::graph::quickxor::{digest_of, to_base64};
-
-async fn setup(mapping: MappingSpec) -> (FakeGraph, DaemonHome) {
-    let fake = FakeGraph::start(FakeOptions::default()).await;
-    let endpoints = Endpoints {
-        graph_url: fake.graph_url(),
-        authority_url: fake.authority_url(),
-        client_id: fake.client_id(),
-    };
-    let home = DaemonHome::new(&endpoints, FAST_UPLOADS, &[mapping]);
-    home.home
-        .seed_refresh_token(&fake.issue_refresh_token())
-        .await;
-    (fake, home)
-}
-
-/// Whether the fake holds exactly `bytes` at `remote`.
-fn holds(fake: &FakeGraph, remote: &str, bytes: &[u8]) -> bool {
-    fake.file(remote).is_some_and(|f| {
-        f.size == bytes.len() as u64 && f.quick_xor_hash == to_base64(&digest_of(bytes))
-    }) && fake.read_file(remote).is_some_and(|stored| stored == bytes)
-}
+use common::daemon::{count, holds, setup, MappingSpec, FAST_UPLOADS, PATIENCE};
+use common::sample_bytes;
+use fake_graph::{FakeGraph, Route};
 
 /// Upload requests (simple or session) whose path ends with `name`.
 fn uploads_of(fake: &FakeGraph, name: &str) -> usize {
@@ -53,7 +31,7 @@ async fn a_file_rewritten_during_its_upload_is_not_committed_spliced() {
     let mapping = MappingSpec::new("c", "/C")
         .after_upload("delete")
         .conflict("fail");
-    let (fake, home) = setup(mapping).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[mapping]).await;
     let path = home.outbox("c").join("report.bin");
     let first = sample_bytes(2 * 1024 * 1024, 1);
     // Same size, other bytes: only the identity check can tell them apart.
@@ -99,7 +77,7 @@ async fn a_kept_file_is_not_uploaded_again_unless_it_changes() {
         .settle("300ms")
         .after_upload("keep")
         .conflict("replace");
-    let (fake, home) = setup(mapping).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[mapping]).await;
     let path = home.outbox("k").join("kept.txt");
     write(&path, b"version one");
     let daemon = home.start().await;
@@ -136,7 +114,7 @@ async fn a_moved_file_lands_in_the_done_folder_with_its_relative_path() {
     let mapping = MappingSpec::new("m", "/M")
         .settle("300ms")
         .after_upload("move");
-    let (fake, home) = setup(mapping).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[mapping]).await;
     let bytes = sample_bytes(100 * 1024, 3);
     write(&home.outbox("m").join("2026/12/day.csv"), &bytes);
     let _daemon = home.start().await;

@@ -10,9 +10,10 @@ mod fake_graph;
 
 use std::time::Duration;
 
-use common::daemon::{count, failed_jobs, DaemonHome, MappingSpec, FAST_UPLOADS, PATIENCE};
-use common::{sample_bytes, Endpoints};
-use fake_graph::{FakeGraph, FakeOptions};
+use common::daemon::{
+    assert_arrived, count, failed_jobs, setup, MappingSpec, FAST_UPLOADS, PATIENCE,
+};
+use common::sample_bytes;
 use onedrive_syncd::graph::quickxor::{digest_of, to_base64};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
@@ -20,30 +21,6 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 const STOP_PATIENCE: Duration = Duration::from_secs(60);
-
-async fn setup(mapping: MappingSpec) -> (FakeGraph, DaemonHome) {
-    let fake = FakeGraph::start(FakeOptions::default()).await;
-    let endpoints = Endpoints {
-        graph_url: fake.graph_url(),
-        authority_url: fake.authority_url(),
-        client_id: fake.client_id(),
-    };
-    let home = DaemonHome::new(&endpoints, FAST_UPLOADS, &[mapping]);
-    home.home
-        .seed_refresh_token(&fake.issue_refresh_token())
-        .await;
-    (fake, home)
-}
-
-fn assert_arrived(fake: &FakeGraph, remote: &str, bytes: &[u8]) {
-    let stored = fake
-        .file(remote)
-        .unwrap_or_else(|| panic!("{remote} is not on the drive"));
-    assert_eq!(stored.size, bytes.len() as u64, "size of {remote}");
-    assert_eq!(stored.quick_xor_hash, to_base64(&digest_of(bytes)));
-    let content = fake.read_file(remote).expect("stored bytes");
-    assert!(content == bytes, "{remote} differs from the local bytes");
-}
 
 /// The failed job whose local path ends with `name`.
 fn failed_entry(status: &Value, name: &str) -> Option<Value> {
@@ -61,7 +38,7 @@ fn failed_at(status: &Value, name: &str) -> Option<OffsetDateTime> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_remote_name_fails_alone_with_its_reason_and_retry_requeues_it() {
-    let (fake, home) = setup(MappingSpec::new("ops", "/Ops")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("ops", "/Ops")]).await;
     let outbox = home.outbox("ops");
     let good = sample_bytes(2_000, 70);
     let good_big = sample_bytes(500 * 1024, 71);
@@ -180,7 +157,7 @@ async fn an_invalid_remote_name_fails_alone_with_its_reason_and_retry_requeues_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_queue_database_is_moved_aside_and_the_outbox_uploaded() {
-    let (fake, home) = setup(MappingSpec::new("junk", "/Junk")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("junk", "/Junk")]).await;
     let state = home.state_dir();
     std::fs::create_dir_all(&state).expect("creating the state directory");
     let junk = b"this is not a sled database\n".repeat(200);
@@ -236,7 +213,7 @@ async fn a_garbage_queue_database_is_moved_aside_and_the_outbox_uploaded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_history_answer_while_running_and_after_stopping() {
-    let (fake, home) = setup(MappingSpec::new("seen", "/Seen")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("seen", "/Seen")]).await;
     let files: Vec<(String, Vec<u8>)> = (0..3)
         .map(|i| {
             (

@@ -9,36 +9,11 @@ mod fake_graph;
 
 use std::time::Duration;
 
-use common::daemon::{DaemonHome, MappingSpec, FAST_UPLOADS, PATIENCE};
-use common::{sample_bytes, Endpoints};
-use fake_graph::{FakeGraph, FakeOptions, RequestRecord, Route};
-use onedrive_syncd::graph::quickxor::{digest_of, to_base64};
+use common::daemon::{assert_arrived, setup, MappingSpec, FAST_UPLOADS, PATIENCE};
+use common::sample_bytes;
+use fake_graph::{RequestRecord, Route};
 
 const MIB: usize = 1024 * 1024;
-
-async fn setup(mapping: MappingSpec) -> (FakeGraph, DaemonHome) {
-    let fake = FakeGraph::start(FakeOptions::default()).await;
-    let endpoints = Endpoints {
-        graph_url: fake.graph_url(),
-        authority_url: fake.authority_url(),
-        client_id: fake.client_id(),
-    };
-    let home = DaemonHome::new(&endpoints, FAST_UPLOADS, &[mapping]);
-    home.home
-        .seed_refresh_token(&fake.issue_refresh_token())
-        .await;
-    (fake, home)
-}
-
-fn assert_arrived(fake: &FakeGraph, remote: &str, bytes: &[u8]) {
-    let stored = fake
-        .file(remote)
-        .unwrap_or_else(|| panic!("{remote} is not on the drive"));
-    assert_eq!(stored.size, bytes.len() as u64, "size of {remote}");
-    assert_eq!(stored.quick_xor_hash, to_base64(&digest_of(bytes)));
-    let content = fake.read_file(remote).expect("stored bytes");
-    assert!(content == bytes, "{remote} differs from the local bytes");
-}
 
 /// Fragments the server took (202 while incomplete, 200/201 at the end).
 fn accepted_fragments(requests: &[RequestRecord]) -> Vec<(u64, u64)> {
@@ -65,7 +40,7 @@ fn count_route(requests: &[RequestRecord], route: Route) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_upload_killed_with_sigkill_resumes_from_the_server_offset() {
-    let (fake, home) = setup(MappingSpec::new("big", "/Big")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("big", "/Big")]).await;
     let bytes = sample_bytes(20 * MIB, 30);
     std::fs::write(home.outbox("big").join("data.bin"), &bytes).expect("writing the file");
     // 64 fragments of 320 KiB at 4 MiB/s each: the kill lands mid-upload.
@@ -135,7 +110,7 @@ async fn a_crash_after_the_last_fragment_neither_uploads_again_nor_renames() {
     let mapping = MappingSpec::new("crash", "/Crash")
         .conflict("rename")
         .after_upload("delete");
-    let (fake, home) = setup(mapping).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[mapping]).await;
     let bytes = sample_bytes(MIB + 12_345, 31);
     let local = home.outbox("crash").join("result.bin");
     std::fs::write(&local, &bytes).expect("writing the file");
@@ -186,7 +161,7 @@ async fn a_crash_after_the_last_fragment_neither_uploads_again_nor_renames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_upload_exits_zero_and_the_upload_completes_after_restart() {
-    let (fake, home) = setup(MappingSpec::new("term", "/Term")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("term", "/Term")]).await;
     let bytes = sample_bytes(12 * MIB, 32);
     std::fs::write(home.outbox("term").join("long.bin"), &bytes).expect("writing the file");
     // 320 KiB fragments at 256 KiB/s: the whole file would take about 50 s,

@@ -10,43 +10,11 @@ mod fake_graph;
 
 use std::path::Path;
 
-use common::daemon::{count, failed_jobs, DaemonHome, MappingSpec, PATIENCE};
-use common::{sample_bytes, Endpoints};
-use fake_graph::{FakeGraph, FakeOptions, Route};
-use onedrive_syncd::graph::quickxor::{digest_of, to_base64};
+use common::daemon::{assert_arrived, count, failed_jobs, holds, setup, MappingSpec, PATIENCE};
+use common::sample_bytes;
+use fake_graph::Route;
 
 const KIB: usize = 1024;
-
-async fn setup(uploader: &str, mapping: MappingSpec) -> (FakeGraph, DaemonHome) {
-    let fake = FakeGraph::start(FakeOptions::default()).await;
-    let endpoints = Endpoints {
-        graph_url: fake.graph_url(),
-        authority_url: fake.authority_url(),
-        client_id: fake.client_id(),
-    };
-    let home = DaemonHome::new(&endpoints, uploader, &[mapping]);
-    home.home
-        .seed_refresh_token(&fake.issue_refresh_token())
-        .await;
-    (fake, home)
-}
-
-fn assert_arrived(fake: &FakeGraph, remote: &str, bytes: &[u8]) {
-    let stored = fake
-        .file(remote)
-        .unwrap_or_else(|| panic!("{remote} is not on the drive"));
-    assert_eq!(stored.size, bytes.len() as u64, "size of {remote}");
-    assert_eq!(stored.quick_xor_hash, to_base64(&digest_of(bytes)));
-    let content = fake.read_file(remote).expect("stored bytes");
-    assert!(content == bytes, "{remote} differs from the local bytes");
-}
-
-/// Whether the fake holds exactly `bytes` at `remote`.
-fn holds(fake: &FakeGraph, remote: &str, bytes: &[u8]) -> bool {
-    fake.file(remote).is_some_and(|f| {
-        f.size == bytes.len() as u64 && f.quick_xor_hash == to_base64(&digest_of(bytes))
-    }) && fake.read_file(remote).is_some_and(|stored| stored == bytes)
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).expect("writing an outbox file");
@@ -64,7 +32,7 @@ max_retry_delay = \"3s\"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_429_and_503_with_retry_after_fails_nothing_and_is_obeyed() {
-    let (fake, home) = setup(THROTTLED, MappingSpec::new("storm", "/Storm")).await;
+    let (fake, home) = setup(THROTTLED, &[MappingSpec::new("storm", "/Storm")]).await;
     let outbox = home.outbox("storm");
     // More requests per second than the fake allows: each burst past five is
     // answered 429 with Retry-After: 1 for the whole account. And two 503s
@@ -113,7 +81,7 @@ async fn a_storm_of_429_and_503_with_retry_after_fails_nothing_and_is_obeyed() {
 async fn a_connection_cut_in_the_middle_of_a_fragment_is_recovered() {
     let (fake, home) = setup(
         common::daemon::FAST_UPLOADS,
-        MappingSpec::new("cut", "/Cut"),
+        &[MappingSpec::new("cut", "/Cut")],
     )
     .await;
     let bytes = sample_bytes(3 * 1024 * KIB + 777, 50);
@@ -153,7 +121,7 @@ async fn a_connection_cut_in_the_middle_of_a_fragment_is_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_waits_for_a_verified_copy_and_a_corrupted_copy_keeps_the_file() {
     let mapping = MappingSpec::new("del", "/Del").after_upload("delete");
-    let (fake, home) = setup(common::daemon::FAST_UPLOADS, mapping).await;
+    let (fake, home) = setup(common::daemon::FAST_UPLOADS, &[mapping]).await;
     let outbox = home.outbox("del");
     let _daemon = home.start().await;
 

@@ -12,46 +12,16 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::{DaemonHome, MappingSpec, FAST_UPLOADS, PATIENCE};
-use common::{sample_bytes, Endpoints};
-use fake_graph::{FakeGraph, FakeOptions, RequestRecord, Route};
-use onedrive_syncd::graph::quickxor::{digest_of, to_base64};
+use common::daemon::{assert_arrived, setup, MappingSpec, FAST_UPLOADS, PATIENCE};
+use common::sample_bytes;
+use fake_graph::{RequestRecord, Route};
 use percent_encoding::percent_decode_str;
-
-async fn setup(mapping: MappingSpec) -> (FakeGraph, DaemonHome) {
-    let fake = FakeGraph::start(FakeOptions::default()).await;
-    let endpoints = Endpoints {
-        graph_url: fake.graph_url(),
-        authority_url: fake.authority_url(),
-        client_id: fake.client_id(),
-    };
-    let home = DaemonHome::new(&endpoints, FAST_UPLOADS, &[mapping]);
-    home.home
-        .seed_refresh_token(&fake.issue_refresh_token())
-        .await;
-    (fake, home)
-}
 
 /// Writes `bytes` at `relative` below `root`, creating folders.
 fn drop_file(root: &Path, relative: &str, bytes: &[u8]) {
     let path = root.join(relative);
     std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating folders");
     std::fs::write(&path, bytes).expect("writing an outbox file");
-}
-
-/// Asserts the fake holds exactly `bytes` at `remote`, by hash and content.
-fn assert_arrived(fake: &FakeGraph, remote: &str, bytes: &[u8]) {
-    let stored = fake
-        .file(remote)
-        .unwrap_or_else(|| panic!("{remote} is not on the drive"));
-    assert_eq!(stored.size, bytes.len() as u64, "size of {remote}");
-    assert_eq!(
-        stored.quick_xor_hash,
-        to_base64(&digest_of(bytes)),
-        "quickXorHash of {remote}"
-    );
-    let content = fake.read_file(remote).expect("stored bytes");
-    assert!(content == bytes, "{remote} differs from the local bytes");
 }
 
 /// A request's path, percent-decoded.
@@ -76,7 +46,7 @@ fn uploads_of<'a>(requests: &'a [RequestRecord], name: &str) -> Vec<&'a RequestR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_nested_and_preexisting_files_arrive_and_excluded_names_never_do() {
-    let (fake, home) = setup(MappingSpec::new("outbox", "/Backups/host")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("outbox", "/Backups/host")]).await;
     let outbox = home.outbox("outbox");
     let excluded = ["x.tmp", ".hidden", "y.part", "z~"];
 
@@ -162,7 +132,11 @@ async fn dropped_nested_and_preexisting_files_arrive_and_excluded_names_never_do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_slowly_is_uploaded_once_and_complete() {
-    let (fake, home) = setup(MappingSpec::new("slow", "/Slow").settle("1s")).await;
+    let (fake, home) = setup(
+        FAST_UPLOADS,
+        &[MappingSpec::new("slow", "/Slow").settle("1s")],
+    )
+    .await;
     let _daemon = home.start().await;
 
     // Ten appends 300 ms apart: the file keeps changing for about three
@@ -204,7 +178,7 @@ async fn a_file_written_slowly_is_uploaded_once_and_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tmp_file_renamed_to_its_final_name_is_uploaded_under_that_name_only() {
-    let (fake, home) = setup(MappingSpec::new("renamed", "/Renamed")).await;
+    let (fake, home) = setup(FAST_UPLOADS, &[MappingSpec::new("renamed", "/Renamed")]).await;
     let _daemon = home.start().await;
 
     let bytes = sample_bytes(200 * 1024, 8);

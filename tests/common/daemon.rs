@@ -371,3 +371,48 @@ pub fn count(status: &Value, state: &str) -> u64 {
 pub fn failed_jobs(status: &Value) -> Vec<Value> {
     status["failed"].as_array().cloned().unwrap_or_default()
 }
+
+/// A fresh fake Graph server and a daemon home pointed at it, with `uploader`
+/// (lines of `[uploader]`) and `mappings`, its refresh token seeded.
+pub async fn setup(
+    uploader: &str,
+    mappings: &[MappingSpec],
+) -> (crate::fake_graph::FakeGraph, DaemonHome) {
+    let fake = crate::fake_graph::FakeGraph::start(Default::default()).await;
+    let endpoints = Endpoints {
+        graph_url: fake.graph_url(),
+        authority_url: fake.authority_url(),
+        client_id: fake.client_id(),
+    };
+    let home = DaemonHome::new(&endpoints, uploader, mappings);
+    home.home
+        .seed_refresh_token(&fake.issue_refresh_token())
+        .await;
+    (fake, home)
+}
+
+/// Whether the fake holds exactly `bytes` at `remote`, by hash and content.
+pub fn holds(fake: &crate::fake_graph::FakeGraph, remote: &str, bytes: &[u8]) -> bool {
+    let digest = onedrive_syncd::graph::quickxor::to_base64(
+        &onedrive_syncd::graph::quickxor::digest_of(bytes),
+    );
+    fake.file(remote)
+        .is_some_and(|f| f.size == bytes.len() as u64 && f.quick_xor_hash == digest)
+        && fake.read_file(remote).is_some_and(|stored| stored == bytes)
+}
+
+/// Asserts the fake holds exactly `bytes` at `remote`, by hash and content.
+pub fn assert_arrived(fake: &crate::fake_graph::FakeGraph, remote: &str, bytes: &[u8]) {
+    let stored = fake
+        .file(remote)
+        .unwrap_or_else(|| panic!("{remote} is not on the drive"));
+    assert_eq!(stored.size, bytes.len() as u64, "size of {remote}");
+    let digest = onedrive_syncd::graph::quickxor::digest_of(bytes);
+    assert_eq!(
+        stored.quick_xor_hash,
+        onedrive_syncd::graph::quickxor::to_base64(&digest),
+        "quickXorHash of {remote}"
+    );
+    let content = fake.read_file(remote).expect("stored bytes");
+    assert!(content == bytes, "{remote} differs from the local bytes");
+}
