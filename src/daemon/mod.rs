@@ -1,12 +1,14 @@
-//! `onedrive-syncd run`: wires the parts together and keeps them running until a signal.
+//! `onedrive-syncd run`: wires the parts together and keeps them running until
+//! a signal.
 //!
-//! Start-up order matters for the promises: the queue is opened first (moved aside and rebuilt
-//! if damaged: the outboxes are the source of truth), jobs a crash left in flight are requeued
-//! with their sessions, then the control socket, the watchers (whose start-up scan finds files
-//! that arrived while the daemon was down), and the workers. Only then is systemd told READY.
+//! Start-up order matters for the promises: the queue is opened first (moved
+//! aside and rebuilt if damaged: the outboxes are the source of truth), jobs a
+//! crash left in flight are requeued with their sessions, then the control
+//! socket, the watchers (whose start-up scan finds files that arrived while the
+//! daemon was down), and the workers. Only then is systemd told READY.
 //!
-//! Shutdown runs the other way: STOPPING, stop the watchers and stop claiming jobs, give
-//! uploads in flight a grace period, flush the queue, exit.
+//! Shutdown runs the other way: STOPPING, stop the watchers and stop claiming
+//! jobs, give uploads in flight a grace period, flush the queue, exit.
 
 pub mod report;
 
@@ -31,7 +33,8 @@ use crate::upload::{JobRunner, UploaderPool};
 use crate::watch::{OutboxWatcher, WatchOptions};
 use report::{AuthState, ControlRequest, ControlResponse, StatusReport};
 
-/// Files found by the watchers and not yet queued; the watchers wait when it is full.
+/// Files found by the watchers and not yet queued; the watchers wait when it is
+/// full.
 const CANDIDATE_BUFFER: usize = 1024;
 
 /// How often the systemd status line is refreshed.
@@ -120,8 +123,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One runner per worker, each with its own Graph client (and so its own connections; see
-/// `crate::upload` on why), all sharing the queue, the tokens, the pacer and its memos.
+/// One runner per worker, each with its own Graph client (and so its own
+/// connections; see `crate::upload` on why), all sharing the queue, the tokens,
+/// the pacer and its memos.
 fn build_runners(
     config: &Arc<Config>,
     queue: &Arc<Queue>,
@@ -163,7 +167,8 @@ async fn serve_control(
     )))
 }
 
-/// Opens the queue, moving a damaged one aside, and requeues jobs a crash left in flight.
+/// Opens the queue, moving a damaged one aside, and requeues jobs a crash left
+/// in flight.
 async fn open_queue(config: &Config) -> anyhow::Result<Queue> {
     let directory = &config.state.directory;
     let (queue, rebuilt) = Queue::open_or_rebuild(directory)
@@ -185,8 +190,8 @@ async fn open_queue(config: &Config) -> anyhow::Result<Queue> {
     Ok(queue)
 }
 
-/// Waits for a shutdown signal, refreshing the systemd status, pinging the watchdog and
-/// keeping the refresh token alive meanwhile.
+/// Waits for a shutdown signal, refreshing the systemd status, pinging the
+/// watchdog and keeping the refresh token alive meanwhile.
 async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &TokenManager) {
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
     let watchdog_period = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
@@ -205,8 +210,9 @@ async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &Tok
                 }
             }
             _ = watchdog_tick.tick() => notify::watchdog(),
-            // Refresh tokens expire after 90 days unused; refreshing daily keeps one alive
-            // on a server that has nothing to upload for months.
+            // Refresh tokens expire after 90 days unused; refreshing daily
+            // keeps one alive on a server that has nothing to upload for
+            // months.
             _ = keepalive_tick.tick() => {
                 if let Err(err) = tokens.refresh_now().await {
                     error!(error = %err, "cannot refresh the sign-in");
@@ -216,9 +222,9 @@ async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &Tok
     }
 }
 
-/// SIGHUP: checks the configuration file again and says whether a restart would take it.
-// LIMITATION: a valid new configuration is not applied live; mappings and workers change on
-// restart — rebuilding watchers and the pool in place is not implemented yet.
+/// SIGHUP: checks the configuration file again and says whether a restart
+/// would take it.
+// LIMITATION: a valid new config applies at restart — no live rebuild of the pool.
 fn reload(runner: &Runner) {
     notify::reloading();
     match Config::load(&runner.config.source) {
@@ -237,8 +243,9 @@ async fn intake(mut candidates: mpsc::Receiver<Candidate>, runner: Arc<Runner>, 
                 debug!(job_id = %id, path = %candidate.local_path.display(), "queued");
                 wake.notify_one();
             }
-            // Uploaded and recorded, but still here: a crash came between recording the job
-            // done and deleting or moving the file. Finish that now.
+            // Uploaded and recorded, but still here: a crash came between
+            // recording the job done and deleting or moving the file. Finish
+            // that now.
             Ok(EnqueueOutcome::Unchanged(id)) => {
                 let pending =
                     runner.config.mappings.iter().any(|m| {

@@ -1,5 +1,6 @@
-//! What `status`, `history` and `retry` ask, and what they are told, whether the answer comes
-//! from the running daemon over the control socket or from the queue database directly.
+//! What `status`, `history` and `retry` ask, and what they are told, whether
+//! the answer comes from the running daemon over the control socket or from the
+//! queue database directly.
 
 use std::path::PathBuf;
 
@@ -137,7 +138,8 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    /// What the queue database alone can tell (the daemon fills in the live parts).
+    /// What the queue database alone can tell (the daemon fills in the live
+    /// parts).
     pub fn from_queue(queue: &Queue) -> Result<StatusReport, QueueError> {
         let failed = queue.failed()?;
         let last_error = latest_error(queue)?;

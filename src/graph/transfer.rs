@@ -66,8 +66,9 @@ pub trait UploadJournal: Send + Sync {
     fn progressed(&self, _acknowledged: u64, _total: u64) {}
 
     /// Asked before the bytes from `offset` on are sent (`last` when they
-    /// complete the file; a simple upload asks once). [`GraphError::Interrupted`]
-    /// stops the transfer and keeps its session, to be resumed; any other error
+    /// complete the file; a simple upload asks once).
+    /// [`GraphError::Interrupted`] stops the transfer and keeps its session, to
+    /// be resumed; any other error
     /// cancels the session and ends the transfer.
     fn before_fragment(&self, _offset: u64, _last: bool) -> Result<(), GraphError> {
         Ok(())
@@ -410,8 +411,8 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
         self.send(session, cursor).await
     }
 
-    /// Tells the two causes of 409 `nameAlreadyExists` on session creation apart
-    /// (Graph gives both the same code): a file of that name under the `fail`
+    /// Tells the two causes of 409 `nameAlreadyExists` on session creation
+    /// apart (Graph gives both the same code): a file of that name under the `fail`
     /// policy, or another live session for the same name, which holds it until
     /// it is cancelled or expires and so is worth waiting for.
     async fn why_taken(&self) -> GraphError {

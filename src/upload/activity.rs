@@ -1,6 +1,8 @@
-//! What the workers are doing right now, for `status` and the systemd status line.
+//! What the workers are doing right now, for `status` and the systemd status
+//! line.
 //!
-//! Kept in memory only: after a restart nothing is in flight until a worker claims a job.
+//! Kept in memory only: after a restart nothing is in flight until a worker
+//! claims a job.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,8 +38,8 @@ struct Entry {
     remote_path: String,
     bytes: u64,
     acknowledged_bytes: u64,
-    /// Bytes already on the server when this run resumed the upload, so that speed counts
-    /// only what this run sent.
+    /// Bytes already on the server when this run resumed the upload, so that
+    /// speed counts only what this run sent.
     resumed_from: Option<u64>,
     started: Instant,
 }
@@ -63,7 +65,8 @@ impl Activity {
         self.lock().insert(job_id, entry);
     }
 
-    /// Records that the upload of `job_id` resumed with `offset` bytes already on the server.
+    /// Records that the upload of `job_id` resumed with `offset` bytes already
+    /// on the server.
     pub fn resumed_at(&self, job_id: JobId, offset: u64) {
         if let Some(entry) = self.lock().get_mut(&job_id) {
             entry.resumed_from = Some(offset);

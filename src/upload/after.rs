@@ -1,15 +1,18 @@
-//! What happens to a local file once its upload is verified: delete, move, or keep.
+//! What happens to a local file once its upload is verified: delete, move, or
+//! keep.
 //!
-//! This runs only after the remote item's size and quickXorHash matched the local bytes and
-//! the job was recorded done; a crash in between leaves the file in place, and the next scan
-//! applies the action again (see the queue's crash points).
+//! This runs only after the remote item's size and quickXorHash matched the
+//! local bytes and the job was recorded done; a crash in between leaves the
+//! file in place, and the next scan applies the action again (see the queue's
+//! crash points).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::config::AfterUpload;
 
-/// Why the after-upload action failed. The upload itself stands; the file stays where it was.
+/// Why the after-upload action failed. The upload itself stands; the file stays
+/// where it was.
 #[derive(Debug, thiserror::Error)]
 pub enum AfterUploadError {
     /// The local file could not be deleted.
@@ -47,7 +50,8 @@ pub enum Outcome {
     AlreadyGone,
 }
 
-/// Applies `action` to `local_path`, whose path below its mapping root is `relative_path`.
+/// Applies `action` to `local_path`, whose path below its mapping root is
+/// `relative_path`.
 pub fn apply(
     action: &AfterUpload,
     local_path: &Path,
@@ -82,8 +86,9 @@ fn move_into(from: &Path, wanted: &Path) -> Result<Outcome, AfterUploadError> {
     let to = free_name(wanted);
     match std::fs::rename(from, &to) {
         Ok(()) => Ok(Outcome::Moved(to)),
-        // A folder on another file system: copy, flush, then remove the original, so that
-        // the bytes exist in one place or the other at every instant.
+        // A folder on another file system: copy, flush, then remove the
+        // original, so that the bytes exist in one place or the other at every
+        // instant.
         Err(err) if err.raw_os_error() == Some(libc::EXDEV) => {
             copy_durably(from, &to).map_err(|source| error(&to, source))?;
             std::fs::remove_file(from).map_err(|source| error(&to, source))?;
@@ -98,8 +103,8 @@ fn copy_durably(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::File::open(to)?.sync_all()
 }
 
-/// `wanted`, or `name (1).ext`, `name (2).ext` ... if a file of that name is already there:
-/// a moved file never overwrites an earlier one.
+/// `wanted`, or `name (1).ext`, `name (2).ext` ... if a file of that name is
+/// already there: a moved file never overwrites an earlier one.
 fn free_name(wanted: &Path) -> PathBuf {
     if !wanted.exists() {
         return wanted.to_path_buf();

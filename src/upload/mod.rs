@@ -1,23 +1,26 @@
-//! The uploader pool: N workers that take jobs from the queue in arrival order and upload them.
+//! The uploader pool: N workers that take jobs from the queue in arrival order
+//! and upload them.
 //!
-//! - Concurrency: `uploader.workers` tasks, each holding at most one job; so at most that many
-//!   uploads are in flight.
-//! - Pacing: every Graph request goes through one [`pacer::Pacer`] (a `governor` limiter for
-//!   the whole process, plus the Retry-After gate that a 429 or 503 closes for every worker).
+//! - Concurrency: `uploader.workers` tasks, each holding at most one job; so at
+//!   most that many uploads are in flight.
+//! - Pacing: every Graph request goes through one [`pacer::Pacer`] (a
+//!   `governor` limiter for the whole process, plus the Retry-After gate that a
+//!   429 or 503 closes for every worker).
 //! - Connections: each worker has its own runner and so its own HTTP
-//!   connections. Over a shared pool, a connection that just carried a 429
-//!   can go straight back out with another worker's request, admitted before
-//!   the 429 was read, and reach Graph inside the window the 429 announced. A
+//!   connections. Over a shared pool, a connection that just carried a 429 can
+//!   go straight back out with another worker's request, admitted before the
+//!   429 was read, and reach Graph inside the window the 429 announced. A
 //!   worker's own connections carry its requests one after another, each sent
 //!   only after the pacer has seen the answer to the previous one.
-//! - Retries: each request is repeated a few times by [`crate::graph::retry`]; after that a
-//!   transient failure puts the job back in the queue with a growing, capped delay. Only
-//!   permanent errors fail a job.
-//! - Shutdown: workers stop claiming jobs at once. An upload session in flight stops at its
-//!   next fragment boundary and stays `Uploading` with its session recorded, so the next
-//!   start resumes it from the server's offset; a simple upload finishes. Whatever still
-//!   runs after [`SHUTDOWN_GRACE`] (a fragment crawling over a slow link) is cut mid-request,
-//!   which the server discards and the resume sends again.
+//! - Retries: each request is repeated a few times by [`crate::graph::retry`];
+//!   after that a transient failure puts the job back in the queue with a
+//!   growing, capped delay. Only permanent errors fail a job.
+//! - Shutdown: workers stop claiming jobs at once. An upload session in flight
+//!   stops at its next fragment boundary and stays `Uploading` with its session
+//!   recorded, so the next start resumes it from the server's offset; a simple
+//!   upload finishes. Whatever still runs after [`SHUTDOWN_GRACE`] (a fragment
+//!   crawling over a slow link) is cut mid-request, which the server discards
+//!   and the resume sends again.
 
 pub mod activity;
 pub mod after;
@@ -39,10 +42,12 @@ pub use worker::{JobOutcome, JobRunner};
 
 /// How long a job in flight may go on after shutdown was asked for.
 ///
-/// Under systemd's default 90-second stop timeout this leaves time to flush the queue.
+/// Under systemd's default 90-second stop timeout this leaves time to flush the
+/// queue.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
-/// Longest a worker sleeps before looking at the queue again without being woken.
+/// Longest a worker sleeps before looking at the queue again without being
+/// woken.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// The running workers.

@@ -1,17 +1,18 @@
-//! [`Paced`]: a [`GraphApi`] that passes every request through the process-wide [`Pacer`],
-//! and remembers the folders it has made sure of.
+//! [`Paced`]: a [`GraphApi`] that passes every request through the process-wide
+//! [`Pacer`], and remembers the folders it has made sure of.
 //!
-//! Each worker has its own `Paced` over its own HTTP client, and they all share one
-//! [`PacedShared`] (pacer, folder memo, drive memo).
+//! Each worker has its own `Paced` over its own HTTP client, and they all share
+//! one [`PacedShared`] (pacer, folder memo, drive memo).
 //!
-//! Wrapping the API, rather than the places that call it, means no request can skip the rate
-//! limit or the Retry-After gate, whichever code path sends it (folder creation, fragments,
-//! status queries, verification look-ups). The folder memo saves the look-ups that `mkdir -p`
-//! would otherwise repeat for every file of a busy outbox folder; it is forgotten when an
-//! upload reports a missing parent, so a folder deleted on OneDrive is made again. Likewise
-//! the drive (with its quota, which every upload checks first) is asked for at most once per
-//! [`DRIVE_MEMO_TTL`]; an upload that a stale figure lets through is refused by OneDrive with
-//! 507 instead, which pauses the job.
+//! Wrapping the API, rather than the places that call it, means no request can
+//! skip the rate limit or the Retry-After gate, whichever code path sends it
+//! (folder creation, fragments, status queries, verification look-ups). The
+//! folder memo saves the look-ups that `mkdir -p` would otherwise repeat for
+//! every file of a busy outbox folder; it is forgotten when an upload reports a
+//! missing parent, so a folder deleted on OneDrive is made again. Likewise the
+//! drive (with its quota, which every upload checks first) is asked for at most
+//! once per [`DRIVE_MEMO_TTL`]; an upload that a stale figure lets through is
+//! refused by OneDrive with 507 instead, which pauses the job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,8 @@ const DEFAULT_HOLD_OFF: Duration = Duration::from_secs(5);
 pub struct PacedShared {
     /// The process-wide rate limit and Retry-After gate.
     pacer: Arc<Pacer>,
-    /// Folders known to exist, by lower-cased path (OneDrive names ignore case).
+    /// Folders known to exist, by lower-cased path (OneDrive names ignore
+    /// case).
     folders: Mutex<HashMap<String, DriveItem>>,
     /// The drive as last fetched, and when.
     drive: Mutex<Option<(Instant, Drive)>>,
@@ -64,7 +66,8 @@ impl PacedShared {
     }
 }
 
-/// A [`GraphApi`] whose every request waits for the [`Pacer`] and reports throttling to it.
+/// A [`GraphApi`] whose every request waits for the [`Pacer`] and reports
+/// throttling to it.
 pub struct Paced<G> {
     inner: G,
     /// Shared with every other worker's `Paced`.

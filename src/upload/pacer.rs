@@ -1,9 +1,11 @@
-//! Pacing of Graph requests for the whole process: a rate limit and a shared Retry-After gate.
+//! Pacing of Graph requests for the whole process: a rate limit and a shared
+//! Retry-After gate.
 //!
-//! Throttling applies to the OneDrive account, not to one worker, so when Graph answers 429 or
-//! 503 with `Retry-After`, every worker holds back until that moment passes; a worker that
-//! ignored it would only prolong the penalty. On top of that, one `governor` limiter bounds
-//! the request rate of the whole daemon. Every Graph request passes [`Pacer::admit`] first.
+//! Throttling applies to the OneDrive account, not to one worker, so when Graph
+//! answers 429 or 503 with `Retry-After`, every worker holds back until that
+//! moment passes; a worker that ignored it would only prolong the penalty. On
+//! top of that, one `governor` limiter bounds the request rate of the whole
+//! daemon. Every Graph request passes [`Pacer::admit`] first.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -12,10 +14,12 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// Longest extra wait, chosen at random, of a request held by the gate when it reopens.
+/// Longest extra wait, chosen at random, of a request held by the gate when it
+/// reopens.
 const REOPEN_SPREAD: Duration = Duration::from_millis(500);
 
-/// Admits Graph requests at a bounded rate, and not at all while a Retry-After is in force.
+/// Admits Graph requests at a bounded rate, and not at all while a Retry-After
+/// is in force.
 #[derive(Debug)]
 pub struct Pacer {
     /// The process-wide request-rate limit.
@@ -35,9 +39,9 @@ impl Pacer {
 
     /// Waits until a request may be sent.
     ///
-    /// A caller held by the gate waits a little longer, by a random amount, when it reopens,
-    /// so that the workers it held do not all hit Graph in the same instant and draw the next
-    /// 429 at once.
+    /// A caller held by the gate waits a little longer, by a random amount,
+    /// when it reopens, so that the workers it held do not all hit Graph in the
+    /// same instant and draw the next 429 at once.
     pub async fn admit(&self) {
         let mut held = false;
         while let Some(until) = self.closed_until() {
@@ -55,8 +59,9 @@ impl Pacer {
         }
     }
 
-    /// Closes the gate for `retry_after`, for every worker. A later deadline wins over an
-    /// earlier one, never the other way round. Returns whether this closed an open gate.
+    /// Closes the gate for `retry_after`, for every worker. A later deadline
+    /// wins over an earlier one, never the other way round. Returns whether
+    /// this closed an open gate.
     pub fn hold_off(&self, retry_after: Duration) -> bool {
         let until = Instant::now() + retry_after;
         let mut closed = self.closed_until.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,15 +1,19 @@
-//! One job, from claim to `Done` or `Failed`: open the file safely, upload it (resuming a
-//! recorded session), verify it, record it, then apply the after-upload action.
+//! One job, from claim to `Done` or `Failed`: open the file safely, upload it
+//! (resuming a recorded session), verify it, record it, then apply the
+//! after-upload action.
 //!
 //! The order is what keeps the promises:
-//! - the upload session is recorded (flushed) before its first byte is sent, so a restart can
-//!   resume it from the server's offset;
-//! - a job that was claimed before (a crash, a lost answer) first looks at the remote item, and
-//!   takes a match of size and quickXorHash as done instead of uploading again;
-//! - the job is recorded `Done` (with its history line) before the local file is deleted or
-//!   moved, so a crash in between leaves the file in place and the next scan finishes the job;
-//! - the file is opened without following a symlink (unless the mapping allows it), and the
-//!   opened file must be the one that settled: same device, inode, size and mtime.
+//! - the upload session is recorded (flushed) before its first byte is sent, so
+//!   a restart can resume it from the server's offset;
+//! - a job that was claimed before (a crash, a lost answer) first looks at the
+//!   remote item, and takes a match of size and quickXorHash as done instead of
+//!   uploading again;
+//! - the job is recorded `Done` (with its history line) before the local file
+//!   is deleted or moved, so a crash in between leaves the file in place and
+//!   the next scan finishes the job;
+//! - the file is opened without following a symlink (unless the mapping allows
+//!   it), and the opened file must be the one that settled: same device, inode,
+//!   size and mtime.
 
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -34,8 +38,8 @@ use crate::queue::{
     FileIdentity, HistoryRecord, Job, Queue, QueueError, SessionRecord, UploadUrl as Url,
 };
 
-/// First delay before a job put back in the queue is tried again; it doubles with each
-/// attempt up to `uploader.max_retry_delay`.
+/// First delay before a job put back in the queue is tried again; it doubles
+/// with each attempt up to `uploader.max_retry_delay`.
 const JOB_BASE_DELAY: Duration = Duration::from_secs(5);
 
 /// How a job ended this time.
@@ -47,7 +51,8 @@ pub enum JobOutcome {
     Rescheduled,
     /// Failed for good; an admin has to act.
     Failed,
-    /// The job no longer applies (the file vanished or was replaced by a newer version).
+    /// The job no longer applies (the file vanished or was replaced by a newer
+    /// version).
     Dropped,
 }
 
@@ -76,7 +81,8 @@ pub struct JobRunner<G> {
     pub config: Arc<Config>,
     /// In-flight uploads, for status.
     pub activity: Arc<Activity>,
-    /// Cancelled at shutdown: an upload session stops at its next fragment boundary.
+    /// Cancelled at shutdown: an upload session stops at its next fragment
+    /// boundary.
     pub shutdown: CancellationToken,
 }
 
@@ -232,13 +238,15 @@ impl<G: GraphApi + 'static> JobRunner<G> {
                     warn!(job_id = %job.id, error = %err, "cannot forget an uploaded file");
                 }
             }
-            // The upload stands; the next scan finds the file and tries the action again.
+            // The upload stands; the next scan finds the file and tries the
+            // action again.
             Err(err) => warn!(job_id = %job.id, error = %err, "after-upload action failed"),
         }
     }
 
     async fn handle_failure(&self, job: &Job, err: AttemptError) -> JobOutcome {
-        // The same exponential, jittered backoff as for single requests, on a longer scale.
+        // The same exponential, jittered backoff as for single requests, on a
+        // longer scale.
         let job_policy = RetryPolicy {
             max_attempts: u32::MAX,
             base_delay: JOB_BASE_DELAY,
@@ -246,8 +254,8 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         };
         let transient_delay = |attempts: u32| job_policy.backoff(attempts + 1);
         let (delay, reason) = match &err {
-            // Shutdown: the job stays `Uploading` with its session, and the next start
-            // requeues and resumes it (queue crash point 3).
+            // Shutdown: the job stays `Uploading` with its session, and the
+            // next start requeues and resumes it (queue crash point 3).
             AttemptError::Graph(GraphError::Interrupted { offset, .. }) => {
                 info!(job_id = %job.id, offset, "upload paused for shutdown");
                 return JobOutcome::Rescheduled;
@@ -258,8 +266,9 @@ impl<G: GraphApi + 'static> JobRunner<G> {
             {
                 return self.forget(job, "file vanished during upload").await
             }
-            // A read error other than a missing file or a refused permission (an I/O error of
-            // the disk, say) may pass; permissions need an admin.
+            // A read error other than a missing file or a refused permission
+            // (an I/O error of the disk, say) may pass; permissions need an
+            // admin.
             AttemptError::Graph(GraphError::LocalIo { source, .. })
                 if source.kind() != std::io::ErrorKind::PermissionDenied =>
             {
@@ -272,8 +281,9 @@ impl<G: GraphApi + 'static> JobRunner<G> {
             }
             AttemptError::Changed => (self.settle_time(job), err.to_string()),
             AttemptError::Refused(reason) => return self.fail(job, reason).await,
-            // A parent folder deleted on OneDrive while files were on their way: the folder
-            // memo is gone with it, and the next attempt makes the folder again.
+            // A parent folder deleted on OneDrive while files were on their
+            // way: the folder memo is gone with it, and the next attempt makes
+            // the folder again.
             AttemptError::Graph(graph) if graph.is_status(404, Some("itemNotFound")) => {
                 (transient_delay(job.attempts), err.to_string())
             }
@@ -327,10 +337,12 @@ impl<G: GraphApi + 'static> JobRunner<G> {
 
     fn queue_trouble(&self, job: &Job, err: QueueError) -> JobOutcome {
         if matches!(err, QueueError::JobNotFound { .. }) {
-            // A newer version of the file superseded the job while it was uploading.
+            // A newer version of the file superseded the job while it was
+            // uploading.
             return JobOutcome::Dropped;
         }
-        // The job stays claimed; the next start requeues it (crash point 2 or 3).
+        // The job stays claimed; the next start requeues it (crash point 2 or
+        // 3).
         error!(job_id = %job.id, error = %err, "cannot record the job's state");
         JobOutcome::Rescheduled
     }
@@ -341,7 +353,8 @@ impl<G: GraphApi + 'static> JobRunner<G> {
     }
 }
 
-/// The worker's side of a transfer: records sessions and progress, re-checks the file.
+/// The worker's side of a transfer: records sessions and progress, re-checks
+/// the file.
 struct Journal<'a, G> {
     runner: &'a JobRunner<G>,
     job: &'a Job,
@@ -400,8 +413,8 @@ impl<G: GraphApi + 'static> UploadJournal for Journal<'_, G> {
     }
 }
 
-/// Opens the file of a job, refusing a symlink unless allowed, and checks it is the version
-/// that settled.
+/// Opens the file of a job, refusing a symlink unless allowed, and checks it is
+/// the version that settled.
 fn open_settled(
     path: &Path,
     identity: &FileIdentity,
