@@ -68,8 +68,7 @@ pub trait UploadJournal: Send + Sync {
     /// Asked before the bytes from `offset` on are sent (`last` when they
     /// complete the file; a simple upload asks once).
     /// [`GraphError::Interrupted`] stops the transfer and keeps its session, to
-    /// be resumed; any other error
-    /// cancels the session and ends the transfer.
+    /// be resumed; any other error cancels the session and ends the transfer.
     fn before_fragment(&self, _offset: u64, _last: bool) -> Result<(), GraphError> {
         Ok(())
     }
