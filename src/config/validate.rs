@@ -371,9 +371,9 @@ impl Validator<'_> {
                 span,
                 format!(
                     "must be a multiple of {kib} KiB (Graph refuses other fragment sizes); \
-                     {bytes} bytes is not — try {} or {}",
-                    bytesize::ByteSize(lower).display().iec(),
-                    bytesize::ByteSize(upper).display().iec()
+                     {bytes} bytes is not — try \"{} KiB\" or \"{} KiB\"",
+                    lower / 1024,
+                    upper / 1024
                 ),
             );
         } else if bytes >= MAX_FRAGMENT_BYTES {
@@ -381,10 +381,9 @@ impl Validator<'_> {
                 key,
                 span,
                 format!(
-                    "must be under 60 MiB (Graph's limit per request); the largest allowed is {}",
-                    bytesize::ByteSize(MAX_FRAGMENT_BYTES - FRAGMENT_ALIGNMENT_BYTES)
-                        .display()
-                        .iec()
+                    "must be under 60 MiB (Graph's limit per request); the largest allowed is \
+                     \"{} KiB\"",
+                    (MAX_FRAGMENT_BYTES - FRAGMENT_ALIGNMENT_BYTES) / 1024
                 ),
             );
         }
