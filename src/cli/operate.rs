@@ -225,7 +225,7 @@ pub fn status_text(report: &StatusReport) -> String {
         }
     );
     out += &format!(
-        "jobs: {} queued, {} uploading, {} verifying, {} failed, {} done\n",
+        "jobs: {} queued, {} uploading, {} verifying, {} failed, {} done and kept\n",
         c.queued, c.uploading, c.verifying, c.failed, c.done
     );
     let auth = match report.auth {
@@ -253,6 +253,12 @@ pub fn status_text(report: &StatusReport) -> String {
             ByteSize(upload.bytes).display().iec(),
             ByteSize(upload.bytes_per_sec as u64).display().iec(),
         );
+    }
+    if !report.recent_uploads.is_empty() {
+        out += "latest uploads:\n";
+    }
+    for record in &report.recent_uploads {
+        out += &format!("  {}\n", history_line(record));
     }
     if let Some(error) = &report.last_error {
         out += &format!("last error: {error}\n");

@@ -135,7 +135,12 @@ pub struct StatusReport {
     pub throttled_for_secs: Option<u64>,
     /// The failed jobs.
     pub failed: Vec<FailedJob>,
+    /// The latest verified uploads, newest first.
+    pub recent_uploads: Vec<HistoryRecord>,
 }
+
+/// How many of the latest uploads `status` shows.
+const RECENT_UPLOADS: usize = 5;
 
 impl StatusReport {
     /// What the queue database alone can tell (the daemon fills in the live
@@ -151,6 +156,7 @@ impl StatusReport {
             auth: AuthState::Unknown,
             throttled_for_secs: None,
             failed: failed.iter().map(FailedJob::from_job).collect(),
+            recent_uploads: queue.history(&HistoryFilter::default(), RECENT_UPLOADS)?,
         })
     }
 
