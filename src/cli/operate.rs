@@ -228,10 +228,13 @@ pub fn status_text(report: &StatusReport) -> String {
         "jobs: {} queued, {} uploading, {} verifying, {} failed, {} done and kept\n",
         c.queued, c.uploading, c.verifying, c.failed, c.done
     );
-    let auth = match report.auth {
-        AuthState::Ok => "ok",
-        AuthState::ReauthenticationNeeded => "sign-in refused: run `onedrive-syncd login`",
-        AuthState::Unknown => "unknown (daemon not running)",
+    let auth = match &report.auth {
+        AuthState::Ok => "ok".to_string(),
+        AuthState::ReauthenticationNeeded => {
+            "sign-in refused: run `onedrive-syncd login`".to_string()
+        }
+        AuthState::Failing(reason) => format!("failing: {reason}"),
+        AuthState::Unknown => "unknown (daemon not running)".to_string(),
     };
     out += &format!("sign-in: {auth}\n");
     if let Some(secs) = report.throttled_for_secs {

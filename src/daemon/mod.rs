@@ -309,10 +309,10 @@ impl Live {
         let mut report = StatusReport::from_queue(&runner.queue)?;
         report.running = true;
         report.in_flight = runner.activity.snapshot();
-        report.auth = if tokens.needs_reauthentication() {
-            AuthState::ReauthenticationNeeded
-        } else {
-            AuthState::Ok
+        report.auth = match runner.activity.sign_in_trouble() {
+            _ if tokens.needs_reauthentication() => AuthState::ReauthenticationNeeded,
+            Some(reason) => AuthState::Failing(reason),
+            None => AuthState::Ok,
         };
         let now = tokio::time::Instant::now();
         report.throttled_for_secs = pacer

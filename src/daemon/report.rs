@@ -78,10 +78,12 @@ pub enum ControlResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthState {
-    /// Tokens are working.
+    /// No upload has failed to sign in.
     Ok,
     /// The refresh token was refused: `onedrive-syncd login` is needed.
     ReauthenticationNeeded,
+    /// Uploads cannot get an access token, for this reason.
+    Failing(String),
     /// Not known (the daemon is not running).
     Unknown,
 }
@@ -173,7 +175,10 @@ impl StatusReport {
         if let Some(secs) = self.throttled_for_secs {
             line += &format!("; throttled by OneDrive for {secs}s");
         }
-        if self.auth == AuthState::ReauthenticationNeeded {
+        if matches!(
+            self.auth,
+            AuthState::ReauthenticationNeeded | AuthState::Failing(_)
+        ) {
             line += "; sign-in needed: run `onedrive-syncd login`";
         }
         line

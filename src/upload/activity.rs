@@ -49,6 +49,8 @@ struct Entry {
 pub struct Activity {
     /// In-flight uploads by job.
     entries: Mutex<BTreeMap<JobId, Entry>>,
+    /// Why the last upload could not get an access token, until one succeeds.
+    sign_in_trouble: Mutex<Option<String>>,
 }
 
 impl Activity {
@@ -110,6 +112,27 @@ impl Activity {
                 }
             })
             .collect()
+    }
+
+    /// Records that an upload could not get an access token, and why.
+    pub fn sign_in_failed(&self, reason: String) {
+        *self.trouble() = Some(reason);
+    }
+
+    /// Records that an upload went through, so sign-in works.
+    pub fn signed_in(&self) {
+        *self.trouble() = None;
+    }
+
+    /// Why uploads cannot sign in, if they cannot.
+    pub fn sign_in_trouble(&self) -> Option<String> {
+        self.trouble().clone()
+    }
+
+    fn trouble(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.sign_in_trouble
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How many uploads are in flight.

@@ -207,6 +207,7 @@ impl<G: GraphApi + 'static> JobRunner<G> {
             quick_xor_hash: to_base64(&uploaded.quick_xor_hash),
             finished_at: OffsetDateTime::now_utc(),
         };
+        self.activity.signed_in();
         if let Err(err) = self.queue.mark_done(job.id, record).await {
             return self.queue_trouble(job, err);
         }
@@ -289,6 +290,11 @@ impl<G: GraphApi + 'static> JobRunner<G> {
             }
             AttemptError::Graph(graph) => match graph.disposition() {
                 Disposition::Permanent => return self.fail(job, &err.to_string()).await,
+                Disposition::PauseAll if matches!(graph, GraphError::Auth(_)) => {
+                    self.activity.sign_in_failed(graph.to_string());
+                    error!(job_id = %job.id, error = %graph, "uploads cannot sign in");
+                    (transient_delay(job.attempts), err.to_string())
+                }
                 Disposition::PauseAll => {
                     error!(job_id = %job.id, error = %graph, "uploads cannot proceed");
                     (self.config.uploader.max_retry_delay, err.to_string())
