@@ -192,7 +192,7 @@ async fn open_queue(config: &Config) -> anyhow::Result<Queue> {
 
 /// Waits for a shutdown signal, refreshing the systemd status, pinging the
 /// watchdog and keeping the refresh token alive meanwhile.
-async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &TokenManager) {
+async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &Arc<TokenManager>) {
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
     let watchdog_period = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog_period);
@@ -214,9 +214,14 @@ async fn supervise(signals: &mut signals::Signals, runner: &Runner, tokens: &Tok
             // keeps one alive on a server that has nothing to upload for
             // months.
             _ = keepalive_tick.tick() => {
-                if let Err(err) = tokens.refresh_now().await {
-                    error!(error = %err, "cannot refresh the sign-in");
-                }
+                // On its own task: a slow identity platform must not hold up
+                // the watchdog or a shutdown.
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = tokens.refresh_now().await {
+                        error!(error = %err, "cannot refresh the sign-in");
+                    }
+                });
             }
         }
     }

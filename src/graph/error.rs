@@ -263,10 +263,11 @@ impl GraphError {
             }
             GraphError::Auth(err) if err.is_transient() => Disposition::Retry { after: None },
             GraphError::Auth(_) => Disposition::PauseAll,
+            // Space may be freed (or the recycle bin emptied): wait, as for 507.
+            GraphError::QuotaExceeded { .. } => Disposition::PauseAll,
             GraphError::InvalidName { .. }
             | GraphError::NameConflict { .. }
             | GraphError::FileTooLarge { .. }
-            | GraphError::QuotaExceeded { .. }
             | GraphError::NotAFolder { .. }
             | GraphError::LocalFileChanged { .. }
             | GraphError::LocalIo { .. } => Disposition::Permanent,

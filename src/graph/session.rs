@@ -88,8 +88,13 @@ impl UploadSession {
     /// Whether the session is too close to its expiry or its 24-hour cap to
     /// carry on.
     pub fn needs_replacement(&self, now: OffsetDateTime) -> bool {
-        let retire_at_age = self.created_at + (SESSION_MAX_AGE - SESSION_RETIRE_MARGIN);
-        now >= retire_at_age || now >= self.expiration - MIN_EXPIRY_SLACK
+        self.too_old(now) || now >= self.expiration - MIN_EXPIRY_SLACK
+    }
+
+    /// Whether the session is close to its 24-hour cap, which no fragment
+    /// extends.
+    pub fn too_old(&self, now: OffsetDateTime) -> bool {
+        now >= self.created_at + (SESSION_MAX_AGE - SESSION_RETIRE_MARGIN)
     }
 }
 

@@ -189,8 +189,17 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         let digest = super::quickxor::digest_of(&content);
         let content = Bytes::from(content);
         let conflict = options.conflict;
-        let item = retrying(&options.retry, || {
-            api.upload_small(remote, content.clone(), conflict)
+        let sent_before = std::sync::atomic::AtomicBool::new(false);
+        let item = retrying(&options.retry, || async {
+            // A repeat follows an attempt whose answer may have been lost after
+            // the server stored the file: look before sending it again, or the
+            // repeat meets its own copy as a conflict (or a `name 1` copy).
+            if sent_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                if let Some(item) = matching_item(api, remote, size, &digest).await? {
+                    return Ok(item);
+                }
+            }
+            api.upload_small(remote, content.clone(), conflict).await
         })
         .await?;
         journal.progressed(size, size);
@@ -220,6 +229,17 @@ pub async fn upload_open_file<G: GraphApi + ?Sized>(
         quick_xor_hash: digest,
         sessions,
     })
+}
+
+/// The item at `remote`, if it holds exactly `size` bytes hashing to `digest`.
+pub async fn matching_item<G: GraphApi + ?Sized>(
+    api: &G,
+    remote: &RemotePath,
+    size: u64,
+    digest: &Digest,
+) -> Result<Option<DriveItem>, GraphError> {
+    let item = api.item_by_path(remote).await?;
+    Ok(item.filter(|item| item.size == Some(size) && item.quick_xor_hash() == Some(*digest)))
 }
 
 /// Refuses, before any upload request, what cannot succeed: a too large file,
@@ -255,6 +275,22 @@ async fn check_before_sending<G: GraphApi + ?Sized>(
             remaining,
         }),
         _ => Ok(()),
+    }
+}
+
+/// How long a resumed session is trusted to live before its next fragment
+/// reports the real expiry.
+const RESUMED_EXPIRY_GRACE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// How a failed request ends a session's run: a new session for a dead one,
+/// giving up for a permanent error, and otherwise a pause that keeps the
+/// session (and its record), so that transient trouble never costs the bytes
+/// already sent.
+fn stop_for(err: GraphError) -> Stop {
+    match err.disposition() {
+        Disposition::NewSession => Stop::Restart(err),
+        Disposition::Permanent => Stop::Fail(err),
+        _ => Stop::Pause(err),
     }
 }
 
@@ -364,18 +400,20 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
     ///
     /// The bytes before that offset were hashed by the earlier run, which is
     /// gone, so they are read and hashed once more (not sent).
-    async fn resume(&mut self, session: UploadSession) -> Result<(DriveItem, Digest), Stop> {
-        if session.needs_replacement(OffsetDateTime::now_utc()) {
+    async fn resume(&mut self, mut session: UploadSession) -> Result<(DriveItem, Digest), Stop> {
+        // The recorded expiry is the one announced at creation; every accepted
+        // fragment has moved it since, so only the 24-hour cap is judged here
+        // and the server's answer below tells whether the session still lives.
+        let now = OffsetDateTime::now_utc();
+        if session.too_old(now) {
             return Err(Stop::Restart(GraphError::SessionExpired {
                 remote: self.remote.to_string(),
             }));
         }
         let api = self.api;
         let status = retrying(&self.options.retry, || api.session_status(&session)).await;
-        let status = status.map_err(|err| match err.disposition() {
-            Disposition::NewSession => Stop::Restart(err),
-            _ => Stop::Fail(err),
-        })?;
+        let status = status.map_err(stop_for)?;
+        session.expiration = session.expiration.max(now + RESUMED_EXPIRY_GRACE);
         let offset = match status {
             SessionStatus::NextExpected(offset) if offset <= self.size => offset,
             // The session finished (or vanished) before the crash was recorded:
@@ -453,6 +491,9 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                 }));
             }
             let end = (cursor.offset + fragment).min(self.size);
+            let content = self.read(cursor.offset, end).await.map_err(Stop::Fail)?;
+            // Asked after the read: any write that could have reached the bytes
+            // just read has changed the file's mtime by now.
             match self
                 .journal
                 .before_fragment(cursor.offset, end == self.size)
@@ -461,7 +502,6 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
                 Err(err @ GraphError::Interrupted { .. }) => return Err(Stop::Pause(err)),
                 Err(err) => return Err(Stop::Fail(err)),
             }
-            let content = self.read(cursor.offset, end).await.map_err(Stop::Fail)?;
             if end > cursor.hashed_to {
                 let fresh = (cursor.hashed_to - cursor.offset) as usize;
                 cursor.hasher.update(&content[fresh..]);
@@ -542,10 +582,10 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
             Disposition::Retry { .. } => {
                 match self.options.retry.delay_before_retry(&err, cursor.failures) {
                     Some(delay) => Some(delay),
-                    None => return Err(Stop::Fail(err)),
+                    None => return Err(stop_for(err)),
                 }
             }
-            _ => return Err(Stop::Fail(err)),
+            _ => return Err(stop_for(err)),
         };
         tracing::debug!(
             offset = cursor.offset,
@@ -568,10 +608,7 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
     ) -> Result<Option<(DriveItem, Digest)>, Stop> {
         let api = self.api;
         let status = retrying(&self.options.retry, || api.session_status(session)).await;
-        let status = status.map_err(|err| match err.disposition() {
-            Disposition::NewSession => Stop::Restart(err),
-            _ => Stop::Fail(err),
-        })?;
+        let status = status.map_err(stop_for)?;
         match status {
             SessionStatus::NextExpected(offset) if offset <= cursor.hashed_to => {
                 cursor.offset = offset;

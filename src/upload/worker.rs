@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use super::activity::Activity;
 use super::after;
-use crate::config::{Config, Mapping};
+use crate::config::{Config, ConflictPolicy, Mapping};
 use crate::graph::quickxor::{to_base64, QuickXorHash};
 use crate::graph::transfer::{self, UploadJournal, UploadOptions, Uploaded};
 use crate::graph::{
@@ -106,9 +106,12 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         self.activity
             .start(job.id, job.local_path.clone(), remote.to_string(), size);
 
-        if job.claims > 1 {
-            // A previous run may have finished the upload without recording it.
-            if let Some(uploaded) = self.already_uploaded(job, &remote).await? {
+        // A previous run may have finished the upload without recording it (a
+        // crash, a lost answer, a queue rebuilt from the outbox). Under
+        // `replace` a second upload is harmless; under `rename` or `fail` it
+        // would make a copy or a failure, so look first.
+        if job.claims > 1 || mapping.conflict != ConflictPolicy::Replace {
+            if let Some(uploaded) = self.already_uploaded(job, &remote, &file).await? {
                 return Ok(uploaded);
             }
         }
@@ -150,6 +153,7 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         &self,
         job: &Job,
         remote: &RemotePath,
+        file: &std::fs::File,
     ) -> Result<Option<Uploaded>, AttemptError> {
         let Some(item) = self.api.item_by_path(remote).await? else {
             return Ok(None);
@@ -157,7 +161,7 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         if item.size != Some(job.identity.size) || item.quick_xor_hash().is_none() {
             return Ok(None);
         }
-        let digest = hash_file(&job.local_path, job.identity.size).await?;
+        let digest = hash_open_file(file, &job.local_path, job.identity.size).await?;
         if item.quick_xor_hash() != Some(digest) {
             return Ok(None);
         }
@@ -231,6 +235,12 @@ impl<G: GraphApi + 'static> JobRunner<G> {
         let Ok(mapping) = self.mapping(job) else {
             return;
         };
+        // A newer version written since the upload is not the one on OneDrive:
+        // it stays, and the watcher queues it.
+        if !crate::watch::still_settled(&job.local_path, &job.identity) {
+            debug!(job_id = %job.id, "file changed after upload; leaving it for the next job");
+            return;
+        }
         match after::apply(&mapping.after_upload, &job.local_path, &job.relative_path) {
             Ok(after::Outcome::Kept) => {}
             Ok(outcome) => {
@@ -428,8 +438,13 @@ fn open_settled(
 ) -> Result<std::fs::File, AttemptError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
-    if !follow_symlinks {
-        options.custom_flags(libc::O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO put at the path would otherwise block the open (and a
+    // runtime thread) until a writer appears; the is_file check refuses it.
+    let nonblocking = libc::O_NONBLOCK;
+    if follow_symlinks {
+        options.custom_flags(nonblocking);
+    } else {
+        options.custom_flags(nonblocking | libc::O_NOFOLLOW);
     }
     let file = match options.open(path) {
         Ok(file) => file,
@@ -461,26 +476,38 @@ fn open_settled(
     Ok(file)
 }
 
-/// The quickXorHash of the first `size` bytes of the file at `path`.
-async fn hash_file(path: &Path, size: u64) -> Result<crate::graph::quickxor::Digest, GraphError> {
-    use tokio::io::AsyncReadExt as _;
+/// The quickXorHash of the first `size` bytes of `file`, already opened and
+/// checked, read through a duplicate handle so that nothing is opened by path
+/// again (`path` only names it in errors).
+async fn hash_open_file(
+    file: &std::fs::File,
+    path: &Path,
+    size: u64,
+) -> Result<crate::graph::quickxor::Digest, GraphError> {
+    use std::os::unix::fs::FileExt as _;
 
     let io = |source| GraphError::LocalIo {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut hasher = QuickXorHash::new();
-    let mut buffer = vec![0; 1 << 20];
-    let mut remaining = size;
-    while remaining > 0 {
-        let want = buffer.len().min(remaining as usize);
-        let read = file.read(&mut buffer[..want]).await.map_err(io)?;
-        if read == 0 {
-            break;
+    let file = file.try_clone().map_err(io)?;
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = QuickXorHash::new();
+        let mut buffer = vec![0; 1 << 20];
+        let mut offset = 0;
+        while offset < size {
+            let want = buffer.len().min((size - offset) as usize);
+            let read = file.read_at(&mut buffer[..want], offset)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            offset += read as u64;
         }
-        hasher.update(&buffer[..read]);
-        remaining -= read as u64;
-    }
-    Ok(hasher.finalize())
+        Ok(hasher.finalize())
+    });
+    hashing
+        .await
+        .map_err(|err| io(std::io::Error::other(err)))?
+        .map_err(io)
 }
