@@ -9,7 +9,7 @@ mod fake_graph;
 
 use std::time::Duration;
 
-use common::daemon::{assert_arrived, setup, MappingSpec, FAST_UPLOADS, PATIENCE};
+use common::daemon::{assert_arrived, count, setup, MappingSpec, FAST_UPLOADS, PATIENCE};
 use common::sample_bytes;
 use fake_graph::{RequestRecord, Route};
 
@@ -192,5 +192,40 @@ async fn sigterm_during_an_upload_exits_zero_and_the_upload_completes_after_rest
     assert_arrived(&fake, "/Term/long.bin", &bytes);
     assert_eq!(fake.sessions_created(), 1, "the session was resumed");
     assert_eq!(fake.bytes_resent(), 0);
+    fake.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_simple_upload_neither_fails_nor_copies() {
+    let mappings = [
+        MappingSpec::new("fail", "/Fail").conflict("fail"),
+        MappingSpec::new("rename", "/Rename").conflict("rename"),
+    ];
+    let (fake, home) = setup(FAST_UPLOADS, &mappings).await;
+    // The server stores both files, and the daemon never hears so.
+    fake.lose_next_simple_upload_response(2);
+    let (first, second) = (sample_bytes(3000, 60), sample_bytes(4000, 61));
+    std::fs::write(home.outbox("fail").join("a.txt"), &first).expect("write");
+    std::fs::write(home.outbox("rename").join("b.txt"), &second).expect("write");
+    let _daemon = home.start().await;
+
+    let status = home
+        .wait_for_status("both jobs settled", PATIENCE, |s| {
+            count(s, "done") + count(s, "failed") == 2
+        })
+        .await;
+    assert_eq!(
+        count(&status, "failed"),
+        0,
+        "a lost answer is no conflict: {status:#}"
+    );
+    assert_arrived(&fake, "/Fail/a.txt", &first);
+    assert_arrived(&fake, "/Rename/b.txt", &second);
+    let paths: Vec<String> = fake.files().into_iter().map(|f| f.path).collect();
+    assert_eq!(
+        paths,
+        vec!["/Fail/a.txt", "/Rename/b.txt"],
+        "no renamed copy"
+    );
     fake.assert_no_violations();
 }

@@ -188,3 +188,46 @@ async fn delete_waits_for_a_verified_copy_and_a_corrupted_copy_keeps_the_file() 
     assert_eq!(count(&status, "failed"), 0);
     fake.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_failing_past_its_retries_keeps_its_session() {
+    let (fake, home) = setup(
+        common::daemon::FAST_UPLOADS,
+        &[MappingSpec::new("keep", "/Keep")],
+    )
+    .await;
+    let bytes = sample_bytes(2 * 1024 * KIB + 3, 70);
+    // Slow enough that the outage starts after the first fragment.
+    fake.set_bandwidth(Some(1024 * KIB as u64));
+    write(&home.outbox("keep"), "big.bin", &bytes);
+    let _daemon = home.start().await;
+    home.wait_until("a first fragment accepted", PATIENCE, || {
+        fake.requests()
+            .iter()
+            .any(|r| r.route == Route::Fragment && r.status == 202)
+    })
+    .await;
+    // More 500s in a row than the immediate retries (3) can absorb: the job is
+    // put back in the queue, and the next attempt must resume the session.
+    fake.fail_next(Route::Fragment, 500, 6, None);
+    fake.set_bandwidth(None);
+
+    home.wait_until("the file on the drive", PATIENCE, || {
+        holds(&fake, "/Keep/big.bin", &bytes)
+    })
+    .await;
+    assert_eq!(
+        fake.sessions_created(),
+        1,
+        "transient trouble kept the session"
+    );
+    let failures = fake
+        .requests()
+        .iter()
+        .filter(|r| r.route == Route::Fragment && r.status == 500)
+        .count();
+    assert_eq!(failures, 6, "the outage was served in full");
+    let status = home.status().await;
+    assert_eq!(count(&status, "failed"), 0, "{status:#}");
+    fake.assert_no_violations();
+}

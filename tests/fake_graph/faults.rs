@@ -74,6 +74,8 @@ pub(crate) struct Faults {
     pub(crate) lose_fragment_responses: usize,
     /// Lose the response of the next final fragment, after committing the file.
     pub(crate) lose_final_response: bool,
+    /// Simple-upload responses still to lose after committing their files.
+    pub(crate) lose_simple_upload_responses: usize,
     /// Hold the response of the next final fragment this long after committing
     /// the file, so a test can kill the client between the two.
     pub(crate) hold_final_response: Option<Duration>,

@@ -409,10 +409,14 @@ fn commit_simple(
     };
     let (id, created) = state.drive.commit(&placement, &staged)?;
     let value = state.drive.item_json(&id, &inner.base_url);
-    Ok(Reply::ok(json_reply(
-        if created { 201 } else { 200 },
-        &value,
-    )))
+    let lose = state.faults.lose_simple_upload_responses > 0;
+    if lose {
+        state.faults.lose_simple_upload_responses -= 1;
+    }
+    Ok(Reply {
+        kill: if lose { Kill::LoseResponse } else { Kill::No },
+        ..Reply::ok(json_reply(if created { 201 } else { 200 }, &value))
+    })
 }
 
 fn body_failure(inner: &Inner, end: BodyEnd) -> Reply {

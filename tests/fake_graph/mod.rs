@@ -620,6 +620,12 @@ impl FakeGraph {
         self.inner.lock().faults.lose_fragment_responses += count;
     }
 
+    /// Commits the files of the next `count` simple uploads, then loses their
+    /// responses.
+    pub fn lose_next_simple_upload_response(&self, count: usize) {
+        self.inner.lock().faults.lose_simple_upload_responses += count;
+    }
+
     /// Commits the next file completed by a session, then loses the response.
     pub fn lose_response_of_final_fragment(&self) {
         self.inner.lock().faults.lose_final_response = true;
