@@ -638,16 +638,17 @@ impl<G: GraphApi + ?Sized> SessionSender<'_, G> {
     /// only if its size and hash are those of the local file.
     async fn find_committed(&self, digest: &Digest) -> Result<DriveItem, Stop> {
         // LIMITATION: a lost `rename` commit is resent — its name is unknown
-        let (api, remote) = (self.api, self.remote);
-        let found = retrying(&self.options.retry, || api.item_by_path(remote)).await;
+        let (api, remote, size) = (self.api, self.remote, self.size);
+        let found = retrying(&self.options.retry, || {
+            matching_item(api, remote, size, digest)
+        })
+        .await;
         match found.map_err(Stop::Fail)? {
-            Some(item)
-                if item.size == Some(self.size) && item.quick_xor_hash() == Some(*digest) =>
-            {
+            Some(item) => {
                 self.journal.progressed(self.size, self.size);
                 Ok(item)
             }
-            _ => Err(Stop::Restart(GraphError::SessionExpired {
+            None => Err(Stop::Restart(GraphError::SessionExpired {
                 remote: remote.to_string(),
             })),
         }
